@@ -1,0 +1,33 @@
+"""Linli's shared language: message types, their schemas and the envelope.
+
+Every message on the bus is a CloudEvents 1.0 envelope (see ``envelope``) whose
+``data`` is validated against the marshmallow schema registered for its
+``type`` and version (see ``registry``). Services refer to message types
+through the constants below, never through string literals.
+"""
+from contracts.envelope import Envelope, EnvelopeError, build_envelope, parse_envelope
+from contracts.registry import (
+    ContractError,
+    InvalidPayload,
+    MessageType,
+    UnknownMessageType,
+    registry,
+)
+from contracts import residents as _residents  # noqa: F401  (registers types)
+
+RESIDENT_REGISTERED = _residents.RESIDENT_REGISTERED
+RESIDENT_UPDATED = _residents.RESIDENT_UPDATED
+
+__all__ = [
+    "ContractError",
+    "Envelope",
+    "EnvelopeError",
+    "InvalidPayload",
+    "MessageType",
+    "RESIDENT_REGISTERED",
+    "RESIDENT_UPDATED",
+    "UnknownMessageType",
+    "build_envelope",
+    "parse_envelope",
+    "registry",
+]

@@ -1,0 +1,103 @@
+"""The registry of message types: name + version -> marshmallow schema."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError
+
+
+class ContractError(Exception):
+    """Base class for every refusal made in the name of a contract."""
+
+
+class UnknownMessageType(ContractError):
+    def __init__(self, type_name: str, version: int | None = None):
+        self.type_name = type_name
+        self.version = version
+        where = f"{type_name} v{version}" if version else type_name
+        super().__init__(f"unknown message type: {where} (not in contracts/)")
+
+
+class InvalidPayload(ContractError):
+    def __init__(self, type_name: str, version: int, errors: dict):
+        self.type_name = type_name
+        self.version = version
+        self.errors = errors
+        super().__init__(f"invalid {type_name} v{version} payload: {errors}")
+
+
+@dataclass(frozen=True)
+class MessageType:
+    """One version of one message type, e.g. ``resident.registered`` v1."""
+
+    name: str
+    version: int
+    schema: type[Schema]
+    description: str
+    example: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.name, self.version)
+
+    @property
+    def dataschema(self) -> str:
+        """URI of the JSON Schema document for this type and version."""
+        return f"urn:linli:contracts:{self.name}:v{self.version}"
+
+    def dump(self, data: dict) -> dict:
+        """Validate ``data`` for publishing and return its wire form.
+
+        Unknown fields are refused here: a producer must not put on the bus
+        what the contract does not name (that is how personal data leaks).
+        """
+        schema = self.schema()
+        try:
+            loaded = schema.load(data)
+        except ValidationError as exc:
+            raise InvalidPayload(self.name, self.version, exc.messages) from None
+        return schema.dump(loaded)
+
+    def load(self, data: Any) -> dict:
+        """Validate received ``data``; unknown fields are dropped (additive changes)."""
+        if not isinstance(data, dict):
+            raise InvalidPayload(self.name, self.version, {"_schema": ["not an object"]})
+        try:
+            return self.schema(unknown=EXCLUDE).load(data)
+        except ValidationError as exc:
+            raise InvalidPayload(self.name, self.version, exc.messages) from None
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._types: dict[tuple[str, int], MessageType] = {}
+
+    def register(self, message_type: MessageType) -> MessageType:
+        if message_type.key in self._types:
+            raise ContractError(f"{message_type.name} v{message_type.version} registered twice")
+        self._types[message_type.key] = message_type
+        return message_type
+
+    def get(self, name: str, version: int | None = None) -> MessageType:
+        if version is None:
+            versions = [v for (n, v) in self._types if n == name]
+            if not versions:
+                raise UnknownMessageType(name)
+            version = max(versions)
+        try:
+            return self._types[(name, version)]
+        except KeyError:
+            raise UnknownMessageType(name, version) from None
+
+    def __iter__(self):
+        return iter(sorted(self._types.values(), key=lambda t: t.key))
+
+    def __contains__(self, key) -> bool:
+        return key in self._types
+
+
+registry = Registry()

@@ -1,0 +1,1 @@
+"""Infrastructure shared by the Linli services. No domain logic lives here."""

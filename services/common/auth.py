@@ -1,0 +1,109 @@
+"""Bearer tokens for the HTTP APIs: JWT (HS256) with scopes and communities.
+
+A token says who may do what (``scopes``: ``residents:read``,
+``residents:write``, …) and where (``communities``: community ids, or ``*``
+for the city-wide committee).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import jwt
+
+ALGORITHM = "HS256"
+ISSUER = "linli"
+ALL_COMMUNITIES = "*"
+
+
+class AuthError(Exception):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(AuthError):
+    status = 403
+    code = "forbidden"
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    scopes: frozenset[str]
+    communities: frozenset[str]
+
+    def require_scope(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise Forbidden(f"this token lacks the scope {scope!r}")
+
+    def may_see(self, community_id: str) -> bool:
+        return ALL_COMMUNITIES in self.communities or community_id in self.communities
+
+    def require_community(self, community_id: str) -> None:
+        if not self.may_see(community_id):
+            raise Forbidden(f"this token does not cover community {community_id!r}")
+
+
+def issue_token(
+    secret: str,
+    *,
+    subject: str,
+    scopes: list[str],
+    communities: list[str],
+    ttl: timedelta = timedelta(hours=8),
+) -> str:
+    now = datetime.now(timezone.utc)
+    claims = {
+        "iss": ISSUER,
+        "sub": subject,
+        "iat": now,
+        "exp": now + ttl,
+        "scopes": sorted(set(scopes)),
+        "communities": sorted(set(communities)),
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def decode_token(secret: str, token: str) -> Principal:
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "iss", "sub"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthError("the token has expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"the token is not valid: {exc}") from None
+    return Principal(
+        subject=claims["sub"],
+        scopes=frozenset(claims.get("scopes", [])),
+        communities=frozenset(claims.get("communities", [])),
+    )
+
+
+def principal_from_header(secret: str, authorization: str | None) -> Principal:
+    if not authorization:
+        raise AuthError("a bearer token is required (Authorization: Bearer <token>)")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("the Authorization header must be 'Bearer <token>'")
+    return decode_token(secret, token.strip())
+
+
+def dev_secret(var_dir: Path) -> str:
+    """The local development secret: ``$LINLI_JWT_SECRET``, else one generated into var/."""
+    from_env = os.environ.get("LINLI_JWT_SECRET")
+    if from_env:
+        return from_env
+    path = var_dir / "jwt-secret"
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()

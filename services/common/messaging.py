@@ -1,0 +1,181 @@
+"""Publishing and handling contract messages on nameko's events machinery.
+
+``MessageDispatcher`` validates ``data`` against the contract and wraps it in
+the CloudEvents envelope before anything is sent; an unknown type or an
+invalid payload raises instead of publishing.
+
+``message_handler(source_service, message_type)`` decorates a service method
+that receives an ``Envelope``. It refuses envelopes that break the contract,
+runs the method exactly once per envelope ``id`` (the effect and the
+"processed" record commit together, see ``mongo.Database.exactly_once``), and
+parks any message whose handling fails in a dead-letter queue with the error,
+where nameko would have acked it away.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from datetime import datetime, timezone
+from functools import partial
+
+from kombu import Connection, Exchange, Queue
+from nameko.amqp.publish import Publisher
+from nameko.exceptions import ContainerBeingKilled
+from nameko.events import EventDispatcher, EventHandler
+
+from contracts import ContractError, MessageType, build_envelope, parse_envelope
+from services.common.metrics import MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED, MESSAGES_PUBLISHED
+from services.common.mongo import AlreadyProcessed, Database
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_EXCHANGE = Exchange("linli.dead-letter", type="direct", durable=True)
+CORRELATION_KEY = "correlation_id"
+
+
+def dead_letter_queue(queue_name: str) -> Queue:
+    """The queue where messages that ``queue_name``'s consumer could not handle are parked."""
+    return Queue(
+        f"{queue_name}.dead-letter",
+        exchange=DEAD_LETTER_EXCHANGE,
+        routing_key=queue_name,
+        durable=True,
+    )
+
+
+class MessageDispatcher(EventDispatcher):
+    """Injects ``publish(message_type, data, *, subject=None, community=None) -> Envelope``."""
+
+    def get_dependency(self, worker_ctx):
+        headers = self.get_message_headers(worker_ctx)
+        service = self.container.service_name
+        correlation_id = worker_ctx.context_data.get(CORRELATION_KEY) or worker_ctx.call_id
+
+        def publish(message_type: MessageType, data: dict, *, subject=None, community=None):
+            if not isinstance(message_type, MessageType):
+                raise ContractError(
+                    f"publish() takes a contracts.MessageType, not {type(message_type).__name__}"
+                )
+            envelope = build_envelope(
+                message_type.name,
+                data,
+                version=message_type.version,
+                source=f"linli/{service}",
+                subject=subject,
+                community=community,
+                correlationid=correlation_id,
+            )
+            self.publisher.publish(
+                envelope.to_wire(),
+                exchange=self.exchange,
+                routing_key=envelope.type,
+                extra_headers=headers,
+            )
+            MESSAGES_PUBLISHED.labels(service, envelope.type).inc()
+            return envelope
+
+        return publish
+
+
+class MessageHandler(EventHandler):
+    """Consumes one contract message type from one source service."""
+
+    def __init__(self, source_service: str, message_type: MessageType, **kwargs):
+        self.message_type = message_type
+        super().__init__(source_service, message_type.name, **kwargs)
+
+    def setup(self):
+        super().setup()
+        self.dead_letter_queue = dead_letter_queue(self.queue.name)
+        self.dead_letter_publisher = Publisher(
+            self.container.config["AMQP_URI"],
+            serializer="json",
+            declare=[DEAD_LETTER_EXCHANGE, self.dead_letter_queue],
+        )
+        # Declare now, so the queue exists (and is visible to operators)
+        # before the first failure, not only when something is parked.
+        with Connection(self.container.config["AMQP_URI"]) as connection:
+            self.dead_letter_queue.bind(connection.default_channel).declare()
+
+    def handle_message(self, body, message):
+        service = self.container.service_name
+        try:
+            envelope = parse_envelope(body)
+            if envelope.type != self.message_type.name:
+                raise ContractError(
+                    f"expected {self.message_type.name}, got {envelope.type} on this queue"
+                )
+        except ContractError as exc:
+            self.dead_letter(body, message, exc)
+            self.queue_consumer.ack_message(message)
+            return
+
+        context_data = self.unpack_message_headers(message)
+        context_data[CORRELATION_KEY] = envelope.correlationid or envelope.id
+        handle_result = partial(self.handle_processed, message, body)
+        try:
+            self.container.spawn_worker(
+                self, (envelope,), {}, context_data=context_data, handle_result=handle_result
+            )
+        except ContainerBeingKilled:
+            self.queue_consumer.requeue_message(message)
+        log.debug("%s: handed %s %s to a worker", service, envelope.type, envelope.id)
+
+    def handle_processed(self, message, body, worker_ctx, result=None, exc_info=None):
+        if exc_info is not None:
+            self.dead_letter(body, message, exc_info[1])
+        self.queue_consumer.ack_message(message)
+        return result, exc_info
+
+    def dead_letter(self, body, message, error: BaseException) -> None:
+        """Park the message with its reason; it is published (with confirms) before the ack."""
+        service = self.container.service_name
+        type_name = body.get("type", "unknown") if isinstance(body, dict) else "unknown"
+        reason = f"{type(error).__name__}: {error}"
+        log.warning("%s: dead-lettering a %s message: %s", service, type_name, type(error).__name__)
+        self.dead_letter_publisher.publish(
+            body if isinstance(body, dict) else {"undecodable": json.dumps(body, default=str)},
+            exchange=DEAD_LETTER_EXCHANGE,
+            routing_key=self.queue.name,
+            headers={
+                "x-linli-error": reason[:2000],
+                "x-linli-error-type": type(error).__name__,
+                "x-linli-consumer": f"{service}.{self.method_name}",
+                "x-linli-original-exchange": message.delivery_info.get("exchange", ""),
+                "x-linli-original-routing-key": message.delivery_info.get("routing_key", ""),
+                "x-linli-dead-lettered-at": datetime.now(timezone.utc).isoformat(),
+            },
+        )
+        MESSAGES_DEAD_LETTERED.labels(service, type_name).inc()
+
+
+def _database_of(service) -> Database:
+    found = [value for value in vars(service).values() if isinstance(value, Database)]
+    if len(found) != 1:
+        raise RuntimeError(
+            f"{type(service).__name__} needs exactly one MongoDatabase dependency "
+            f"for exactly-once message handling (found {len(found)})"
+        )
+    return found[0]
+
+
+def message_handler(source_service: str, message_type: MessageType, **kwargs):
+    """Decorate ``method(self, envelope)`` to handle ``message_type`` from ``source_service``."""
+
+    def decorate(method):
+        @functools.wraps(method)
+        def handle_once(self, envelope):
+            consumer = f"{self.name}.{method.__name__}"
+            try:
+                with _database_of(self).exactly_once(consumer, envelope.id):
+                    result = method(self, envelope)
+            except AlreadyProcessed:
+                MESSAGES_CONSUMED.labels(self.name, envelope.type, "duplicate").inc()
+                return None
+            MESSAGES_CONSUMED.labels(self.name, envelope.type, "processed").inc()
+            return result
+
+        return MessageHandler.decorator(source_service, message_type, **kwargs)(handle_once)
+
+    return decorate

@@ -1,0 +1,99 @@
+"""MongoDB access for a service: one client per container, one database per service.
+
+``MongoDatabase`` is a nameko dependency provider. It connects in ``setup()``
+(nameko may construct a provider more than once), closes in ``stop()``, and
+hands each worker a ``Database``: the pymongo database, plus the session of
+the transaction the worker runs in when it handles a message exactly once.
+mongoengine documents of the service use ``meta = {"db_alias": <name>}``.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+import mongoengine
+from nameko.extensions import DependencyProvider
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+PROCESSED_COLLECTION = "processed_messages"
+_aliases_lock = threading.Lock()
+_alias_users: dict[str, int] = {}
+
+
+class AlreadyProcessed(Exception):
+    """This consumer has already handled this message id; its effect is stored."""
+
+
+class Database:
+    """What a worker sees: the service's database and, inside ``exactly_once``, a session."""
+
+    def __init__(self, client, name: str):
+        self.client = client
+        self.db = client[name]
+        self.session = None
+
+    def __getitem__(self, collection_name: str):
+        return self.db[collection_name]
+
+    @contextmanager
+    def exactly_once(self, consumer: str, message_id: str):
+        """Run the body in a transaction that also records ``message_id`` as processed.
+
+        The record's unique ``_id`` makes a second delivery fail to insert it,
+        so the effect and the record that it happened commit or vanish together.
+        Raises ``AlreadyProcessed`` before the body runs for a repeated id.
+        """
+        claim = {"_id": f"{consumer}:{message_id}", "processed_at": datetime.now(timezone.utc)}
+        with self.client.start_session() as session:
+            with session.start_transaction():
+                try:
+                    self.db[PROCESSED_COLLECTION].insert_one(claim, session=session)
+                except DuplicateKeyError:
+                    raise AlreadyProcessed(claim["_id"]) from None
+                self.session = session
+                try:
+                    yield session
+                finally:
+                    self.session = None
+
+    def ping(self) -> bool:
+        try:
+            self.client.admin.command("ping")
+        except PyMongoError:
+            return False
+        return True
+
+
+class MongoDatabase(DependencyProvider):
+    """Provides the service's database, named ``<MONGO_DB_PREFIX><name>``."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.client = None
+
+    def setup(self):
+        config = self.container.config
+        self.database_name = config.get("MONGO_DB_PREFIX", "linli_") + self.name
+        with _aliases_lock:
+            if _alias_users.get(self.name, 0) == 0:
+                mongoengine.connect(
+                    db=self.database_name,
+                    alias=self.name,
+                    host=config["MONGO_URI"],
+                    tz_aware=True,
+                    uuidRepresentation="standard",
+                    serverSelectionTimeoutMS=int(config.get("MONGO_TIMEOUT_MS", 5000)),
+                )
+            _alias_users[self.name] = _alias_users.get(self.name, 0) + 1
+        self.client = mongoengine.get_connection(self.name)
+
+    def stop(self):
+        with _aliases_lock:
+            _alias_users[self.name] -= 1
+            if _alias_users[self.name] == 0:
+                mongoengine.disconnect(alias=self.name)
+        self.client = None
+
+    def get_dependency(self, worker_ctx):
+        return Database(self.client, self.database_name)

@@ -1,0 +1,240 @@
+"""Bring the whole platform up on one machine, and down again.
+
+``linli up`` (what ``make run`` calls): makes sure RabbitMQ answers, starts
+SecantusDB with its data under ``var/`` (unless ``LINLI_MONGO_URI`` points at a
+MongoDB), starts each service in its own ``nameko run`` process, waits for
+every ``/health``, prints what runs where, and on Ctrl-C or SIGTERM stops
+everything it started, in reverse order. ``linli down`` sends that SIGTERM.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from services.common.auth import dev_secret
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+# (service, default HTTP port, service class)
+SERVICES = (
+    ("residents", 8001, "ResidentsService"),
+    ("events", 8002, "EventsService"),
+    ("notifications", 8003, "NotificationsService"),
+    ("reports", 8004, "ReportsService"),
+)
+DEFAULT_MONGO_PORT = 27117
+STARTUP_TIMEOUT_S = 90
+STOP_TIMEOUT_S = 20
+
+
+class PlatformError(Exception):
+    pass
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+    url: str | None = None
+
+
+def var_dir() -> Path:
+    return Path(os.environ.get("LINLI_VAR_DIR", ROOT / "var")).resolve()
+
+
+def http_address(service: str, default_port: int) -> str:
+    return os.environ.get(f"LINLI_{service.upper()}_HTTP", f"127.0.0.1:{default_port}")
+
+
+def _port_answers(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _wait(predicate, timeout_s: float, what: str, child: Child | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child is not None and child.process.poll() is not None:
+            raise PlatformError(f"{what}: the process exited with {child.process.returncode}; see {child.log_path}")
+        if predicate():
+            return
+        time.sleep(0.25)
+    raise PlatformError(f"{what}: not ready within {timeout_s} s" + (f"; see {child.log_path}" if child else ""))
+
+
+class Platform:
+    def __init__(self, var: Path | None = None, rabbitmq_owner: str | None = "run"):
+        self.var = var or var_dir()
+        self.logs = self.var / "log"
+        self.rabbitmq_owner = rabbitmq_owner
+        self.children: list[Child] = []
+        self.env = dict(os.environ)
+
+    def _spawn(self, name: str, argv: list[str]) -> Child:
+        log_path = self.logs / f"{name}.log"
+        log = open(log_path, "ab")
+        # A session of its own: the terminal's Ctrl-C reaches only this
+        # supervisor, which then stops the children in order.
+        process = subprocess.Popen(
+            argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        child = Child(name, process, log_path)
+        self.children.append(child)
+        return child
+
+    def _rabbitmq(self, action: str) -> None:
+        if self.rabbitmq_owner is None:
+            return
+        script = ROOT / "deploy" / "local" / "rabbitmq.sh"
+        env = {**self.env, "LINLI_VAR_DIR": str(self.var)}
+        subprocess.run([str(script), action, self.rabbitmq_owner], check=action == "ensure", env=env)
+
+    def _mongo(self) -> str:
+        if self.env.get("LINLI_MONGO_URI"):
+            return self.env["LINLI_MONGO_URI"]
+        port = int(self.env.get("LINLI_MONGO_PORT", DEFAULT_MONGO_PORT))
+        if _port_answers("127.0.0.1", port):
+            raise PlatformError(f"port {port} is taken; set LINLI_MONGO_PORT or LINLI_MONGO_URI")
+        storage = self.var / "mongo"
+        storage.mkdir(parents=True, exist_ok=True)
+        child = self._spawn(
+            "secantusdb",
+            [str(BIN / "secantusd-py"), "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(storage)],
+        )
+        _wait(lambda: _port_answers("127.0.0.1", port), STARTUP_TIMEOUT_S, "SecantusDB", child)
+        # SecantusDB advertises itself as the primary of the one-node replica set "secantus".
+        return f"mongodb://127.0.0.1:{port}/?replicaSet=secantus"
+
+    def start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self._rabbitmq("ensure")
+        self.env["LINLI_JWT_SECRET"] = dev_secret(self.var)
+        self.env["LINLI_MONGO_URI"] = self._mongo()
+        for service, port, service_class in SERVICES:
+            address = http_address(service, port)
+            self.env[f"LINLI_{service.upper()}_HTTP"] = address
+            config = ROOT / "services" / service / "config.yaml"
+            child = self._spawn(
+                service, [str(BIN / "nameko"), "run", "--config", str(config), f"services.{service}.service:{service_class}"]
+            )
+            child.url = f"http://{address}"
+        for child in self.children:
+            if child.url:
+                _wait(lambda c=child: _healthy(c.url), STARTUP_TIMEOUT_S, child.name, child)
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        for child in reversed(self.children):
+            try:
+                child.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+        self.children.clear()
+        self._rabbitmq("release")
+
+    def describe(self) -> str:
+        lines = ["Linli is up:"]
+        for child in self.children:
+            where = f"{child.url}  (health: {child.url}/health, metrics: {child.url}/metrics)" if child.url else ""
+            lines.append(f"  {child.name:<14} pid {child.process.pid:<7} {where}  log {child.log_path}")
+        lines.append(f"  MongoDB        {self.env['LINLI_MONGO_URI']}")
+        lines.append(f"  RabbitMQ       {self.env.get('LINLI_AMQP_URI', 'amqp://guest:guest@localhost:5672/')}")
+        lines.append("A token for the README examples: .venv/bin/linli token --scopes ... --communities ...")
+        lines.append("Stop with Ctrl-C or `make stop`.")
+        return "\n".join(lines)
+
+    def first_exited(self) -> Child | None:
+        return next((c for c in self.children if c.process.poll() is not None), None)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/health", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def pid_file(var: Path) -> Path:
+    return var / "linli.pid"
+
+
+def up() -> int:
+    """Run the platform in the foreground until Ctrl-C, SIGTERM or a child's death."""
+    platform = Platform()
+    pid_path = pid_file(platform.var)
+    if pid_path.exists() and _alive(int(pid_path.read_text())):
+        print(f"Linli already runs (pid {pid_path.read_text().strip()}); `make stop` first.", file=sys.stderr)
+        return 1
+    stopping = False
+
+    def request_stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    platform.var.mkdir(parents=True, exist_ok=True)
+    pid_path.write_text(str(os.getpid()))
+    try:
+        platform.start()
+        print(platform.describe(), flush=True)
+        while not stopping:
+            exited = platform.first_exited()
+            if exited is not None:
+                print(f"{exited.name} exited with {exited.process.returncode}; see {exited.log_path}", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        return 0
+    except PlatformError as exc:
+        print(f"Linli could not start: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        print("Stopping Linli…", flush=True)
+        platform.stop()
+        pid_path.unlink(missing_ok=True)
+        print("Linli stopped.", flush=True)
+
+
+def down() -> int:
+    """Ask a running ``linli up`` to stop, and wait until it has."""
+    pid_path = pid_file(var_dir())
+    if not pid_path.exists():
+        print("Linli is not running.")
+        return 0
+    pid = int(pid_path.read_text())
+    if not _alive(pid):
+        pid_path.unlink(missing_ok=True)
+        print("Linli is not running (removed a stale pid file).")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S * 2
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(pid):
+        print(f"Linli (pid {pid}) did not stop in time.", file=sys.stderr)
+        return 1
+    print("Linli stopped.")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

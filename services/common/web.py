@@ -1,0 +1,116 @@
+"""HTTP entrypoints: bearer-token auth, JSON bodies and specific JSON errors.
+
+``api(method, url, scope=...)`` is nameko's ``http`` entrypoint plus:
+the token is checked (401/403) before a worker is spawned, a handler returns
+a dict (or ``(status, dict)``) that is sent as JSON, and an ``ApiError`` is
+turned into ``{"error": code, "message": text, "details": {...}}``.
+Anything unexpected is a 500 whose body says nothing internal.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from nameko.web.handlers import HttpRequestHandler
+from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from services.common.auth import AuthError, principal_from_header
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+class ApiError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, details: dict | None = None, *, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+        if code:
+            self.code = code
+
+
+class ValidationFailed(ApiError):
+    status = 400
+    code = "validation_failed"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ApiError):
+    status = 409
+    code = "conflict"
+
+
+def json_response(status: int, payload) -> Response:
+    return Response(
+        json.dumps(payload, ensure_ascii=False, default=str),
+        status=status,
+        mimetype="application/json",
+    )
+
+
+def error_response(status: int, code: str, message: str, details: dict | None = None) -> Response:
+    return json_response(status, {"error": code, "message": message, "details": details or {}})
+
+
+def read_json(request) -> dict:
+    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+    try:
+        body = json.loads(request.get_data(as_text=True) or "null")
+    except ValueError as exc:
+        raise ApiError(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise ApiError("the body must be a JSON object", code="invalid_json")
+    return body
+
+
+class ApiEndpoint(HttpRequestHandler):
+    def __init__(self, method, url, scope: str | None = None, **kwargs):
+        self.scope = scope
+        super().__init__(method, url, **kwargs)
+
+    def setup(self):
+        if self.scope is not None and not self.container.config.get("JWT_SECRET"):
+            raise RuntimeError(
+                f"{self.container.service_name}: JWT_SECRET is empty; set LINLI_JWT_SECRET"
+            )
+        super().setup()
+
+    def handle_request(self, request):
+        request.max_content_length = MAX_BODY_BYTES
+        request.principal = None
+        if self.scope is not None:
+            try:
+                secret = self.container.config["JWT_SECRET"]
+                request.principal = principal_from_header(secret, request.headers.get("Authorization"))
+                request.principal.require_scope(self.scope)
+            except AuthError as exc:
+                return error_response(exc.status, exc.code, str(exc))
+        return super().handle_request(request)
+
+    def response_from_result(self, result):
+        if isinstance(result, Response):
+            return result
+        status, payload = result if isinstance(result, tuple) else (200, result)
+        return json_response(status, payload)
+
+    def response_from_exception(self, exc):
+        if isinstance(exc, (ApiError, AuthError)):
+            return error_response(exc.status, exc.code, str(exc), getattr(exc, "details", None))
+        if isinstance(exc, HTTPException):  # e.g. 413 body too large, 400 bad form
+            return error_response(exc.code or 400, exc.name.lower().replace(" ", "_"), exc.description)
+        if isinstance(exc, (ServerSelectionTimeoutError, AutoReconnect)):
+            return error_response(503, "database_unavailable", "the database cannot be reached; try again shortly")
+        log.error("unhandled error in %s: %s", self.method_name, type(exc).__name__, exc_info=exc)
+        return error_response(500, "internal_error", "an unexpected error occurred")
+
+
+api = ApiEndpoint.decorator

@@ -1,0 +1,47 @@
+"""Projections the reports service keeps up to date from the messages it receives.
+
+Each function takes the worker's ``Database`` and writes inside its session,
+so the projection moves together with the record that the message was seen.
+"""
+HISTORY = "history"
+COMMUNITY_SUMMARIES = "community_summaries"
+
+
+def record(db, envelope) -> None:
+    """Append the message to the history every projection can be rebuilt from."""
+    db[HISTORY].insert_one(
+        {
+            "_id": envelope.id,
+            "type": envelope.type,
+            "version": envelope.version,
+            "time": envelope.time,
+            "community": envelope.community,
+            "data": envelope.data,
+        },
+        session=db.session,
+    )
+
+
+def count_registered_resident(db, facts: dict) -> None:
+    db[COMMUNITY_SUMMARIES].update_one(
+        {"_id": facts["community_id"]},
+        {
+            "$inc": {
+                "residents_total": 1,
+                f"residents_by_residence_type.{facts['residence_type']}": 1,
+            }
+        },
+        upsert=True,
+        session=db.session,
+    )
+
+
+def community_summary(db, community_id: str) -> dict | None:
+    summary = db[COMMUNITY_SUMMARIES].find_one({"_id": community_id})
+    if summary is None:
+        return None
+    return {
+        "community_id": community_id,
+        "residents_total": summary.get("residents_total", 0),
+        "residents_by_residence_type": summary.get("residents_by_residence_type", {}),
+    }

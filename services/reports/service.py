@@ -1,0 +1,26 @@
+"""The reports service: projections the committee and each community read."""
+from contracts import RESIDENT_REGISTERED
+from services.common.base import ServiceBase
+from services.common.messaging import message_handler
+from services.common.mongo import MongoDatabase
+from services.common.web import NotFound, api
+from services.reports import projections
+
+
+class ReportsService(ServiceBase):
+    name = "reports"
+
+    db = MongoDatabase("reports")
+
+    @message_handler("residents", RESIDENT_REGISTERED)
+    def on_resident_registered(self, envelope):
+        projections.record(self.db, envelope)
+        projections.count_registered_resident(self.db, envelope.data)
+
+    @api("GET", "/communities/<community_id>/summary", scope="reports:read")
+    def summary(self, request, community_id):
+        request.principal.require_community(community_id)
+        summary = projections.community_summary(self.db, community_id)
+        if summary is None:
+            raise NotFound(f"no community {community_id!r} is known to reports")
+        return summary
