@@ -1,0 +1,168 @@
+"""Test fixtures: a RabbitMQ vhost and MongoDB-wire server of the run's own.
+
+Integration and e2e tests talk to the real RabbitMQ on localhost (each test
+in a vhost created for it and deleted afterwards, named after this run) and
+to a real SecantusDB started for this run in a temporary data directory.
+"""
+import eventlet
+
+eventlet.monkey_patch()  # before anything imports socket or threading
+
+import itertools  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+RUN_ID = uuid.uuid4().hex[:8]
+_vhost_numbers = itertools.count(1)
+TEST_SECRET = f"test-secret-{RUN_ID}-not-for-production"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rabbitmqctl(*args: str) -> str:
+    result = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+@pytest.fixture
+def vhost():
+    """A RabbitMQ vhost for this test alone, removed afterwards."""
+    name = f"linli-test-{RUN_ID}-{next(_vhost_numbers)}"
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    yield name
+    rabbitmqctl("delete_vhost", name)
+
+
+@pytest.fixture
+def amqp_uri(vhost):
+    host = os.environ.get("LINLI_RABBITMQ_HOST", "127.0.0.1")
+    return f"amqp://guest:guest@{host}:5672/{vhost}"
+
+
+@pytest.fixture(scope="session")
+def mongo_uri():
+    """A SecantusDB for this run, in its own data directory (or $LINLI_TEST_MONGO_URI)."""
+    if os.environ.get("LINLI_TEST_MONGO_URI"):
+        yield os.environ["LINLI_TEST_MONGO_URI"]
+        return
+    data_dir = tempfile.mkdtemp(prefix=f"linli-test-{RUN_ID}-mongo-")
+    port = free_port()
+    log = open(Path(data_dir) / "secantusdb.log", "wb")
+    server = subprocess.Popen(
+        [str(BIN / "secantusd-py"), "--host", "127.0.0.1", "--port", str(port), "--storage-path", f"{data_dir}/db"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"SecantusDB did not start; see {data_dir}/secantusdb.log")
+        time.sleep(0.2)
+    yield f"mongodb://127.0.0.1:{port}/?replicaSet=secantus"
+    server.terminate()
+    server.wait(30)
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def db_prefix(request):
+    """Database names of this test alone: linli_test_<run>_<n>_<service>."""
+    return f"linli_test_{RUN_ID}_{next(_vhost_numbers)}_"
+
+
+@pytest.fixture
+def config(amqp_uri, mongo_uri, db_prefix):
+    """nameko config for a service container under test."""
+    return {
+        "AMQP_URI": amqp_uri,
+        "MONGO_URI": mongo_uri,
+        "MONGO_DB_PREFIX": db_prefix,
+        "JWT_SECRET": TEST_SECRET,
+        "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
+        "serializer": "json",
+        "max_workers": 10,
+    }
+
+
+@pytest.fixture
+def token():
+    """Make a bearer token signed with the test secret."""
+    from services.common.auth import issue_token
+
+    def make(scopes, communities=("tongzilin",), **kwargs):
+        return issue_token(TEST_SECRET, subject="test", scopes=list(scopes), communities=list(communities), **kwargs)
+
+    return make
+
+
+def _kill(container_or_runner):
+    # As nameko's own fixtures do: a graceful stop() from a fixture's teardown
+    # can wait forever on the consumer thread here; tests of graceful
+    # shutdown call stop() in the test body.
+    try:
+        container_or_runner.kill()
+    except Exception:  # noqa: BLE001 - teardown must go on
+        pass
+
+
+@pytest.fixture
+def container_factory(config):
+    """nameko's container_factory, but killed before this test's vhost is deleted."""
+    from nameko.containers import ServiceContainer
+
+    containers = []
+
+    def make(service_cls, container_config=None):
+        container = ServiceContainer(service_cls, container_config or config)
+        containers.append(container)
+        return container
+
+    yield make
+    for container in containers:
+        _kill(container)
+
+
+@pytest.fixture
+def runner_factory(config):
+    """nameko's runner_factory, but killed before this test's vhost is deleted."""
+    from nameko.runners import ServiceRunner
+
+    runners = []
+
+    def make(runner_config, *service_classes):
+        runner = ServiceRunner(runner_config or config)
+        for service_cls in service_classes:
+            runner.add_service(service_cls)
+        runners.append(runner)
+        return runner
+
+    yield make
+    for runner in runners:
+        _kill(runner)
+
+
+@pytest.fixture
+def mongo_client(mongo_uri):
+    import pymongo
+
+    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
+    yield client
+    client.close()

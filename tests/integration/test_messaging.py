@@ -1,0 +1,186 @@
+"""The contract-checking dispatcher and the exactly-once, dead-lettering handler,
+against the real RabbitMQ and SecantusDB."""
+import json
+
+import eventlet
+
+import pytest
+from kombu import Connection, Exchange, Queue
+from nameko.rpc import rpc
+from nameko.testing.services import entrypoint_hook, entrypoint_waiter
+
+from contracts import RESIDENT_REGISTERED, ContractError, InvalidPayload, UnknownMessageType, build_envelope, registry
+from services.common.messaging import MessageDispatcher, message_handler
+from services.common.mongo import PROCESSED_COLLECTION, MongoDatabase
+
+pytestmark = pytest.mark.integration
+
+
+class Producer:
+    name = "producer"
+    publish = MessageDispatcher()
+
+    @rpc
+    def emit(self, message_type, data):
+        return self.publish(message_type, data, subject=data.get("resident_id"), community="tongzilin").to_wire()
+
+
+class Counter:
+    name = "counter"
+    db = MongoDatabase("counter")
+
+    @message_handler("producer", RESIDENT_REGISTERED)
+    def count(self, envelope):
+        self.db["effects"].update_one(
+            {"_id": envelope.data["community_id"]}, {"$inc": {"n": 1}}, upsert=True, session=self.db.session
+        )
+        if "explode" in envelope.data["tags"]:
+            raise ValueError("refusing an exploding resident (test)")
+
+
+def facts(**overrides):
+    return {**RESIDENT_REGISTERED.example, **overrides}
+
+
+def queue_of(container, method_name):
+    return next(ep for ep in container.entrypoints if ep.method_name == method_name).queue
+
+
+def drain(amqp_uri, queue_name):
+    """Every message now in ``queue_name``, acked."""
+    messages = []
+    with Connection(amqp_uri) as connection:
+        queue = Queue(queue_name, channel=connection.default_channel, no_declare=True)
+        while (message := queue.get(no_ack=True)) is not None:
+            messages.append(message)
+    return messages
+
+
+def publish_raw(amqp_uri, body, routing_key="resident.registered"):
+    with Connection(amqp_uri) as connection:
+        producer = connection.Producer(serializer="json")
+        producer.publish(body, exchange=Exchange("producer.events", type="topic"), routing_key=routing_key)
+
+
+@pytest.fixture
+def effects(mongo_client, config):
+    """The consumer's effect collection and its "processed" records."""
+    db = mongo_client[config["MONGO_DB_PREFIX"] + "counter"]
+    return db["effects"], db[PROCESSED_COLLECTION]
+
+
+@pytest.fixture
+def counter(container_factory, config):
+    container = container_factory(Counter, config)
+    container.start()
+    return container
+
+
+@pytest.fixture
+def producer(container_factory, config):
+    container = container_factory(Producer, config)
+    container.start()
+    return container
+
+
+def test_a_published_message_is_an_envelope_handled_once(producer, counter, config, effects):
+    with entrypoint_waiter(counter, "count", timeout=15):
+        with entrypoint_hook(producer, "emit") as emit:
+            wire = emit(RESIDENT_REGISTERED, facts())
+    assert wire["type"] == "resident.registered" and wire["source"] == "linli/producer"
+    assert wire["correlationid"]
+    effect_docs, processed = effects
+    assert effect_docs.find_one({"_id": "tongzilin"})["n"] == 1
+    assert processed.count_documents({}) == 1
+
+
+def test_a_redelivered_envelope_changes_nothing(counter, config, effects):
+    envelope = build_envelope("resident.registered", facts(), source="linli/producer", community="tongzilin")
+    for _ in range(2):
+        with entrypoint_waiter(counter, "count", timeout=15):
+            publish_raw(config["AMQP_URI"], envelope.to_wire())
+    effect_docs, processed = effects
+    assert effect_docs.find_one({"_id": "tongzilin"})["n"] == 1
+    assert processed.count_documents({}) == 1
+    assert drain(config["AMQP_URI"], queue_of(counter, "count").name + ".dead-letter") == []
+
+
+@pytest.mark.parametrize(
+    "message_type, data, error",
+    [
+        (registry.get("resident.updated"), {"resident_id": "r1"}, InvalidPayload),
+        (RESIDENT_REGISTERED, facts(nationality="France"), InvalidPayload),
+        (RESIDENT_REGISTERED, facts(name="Marie Dubois"), InvalidPayload),
+        ("resident.registered", facts(), ContractError),
+    ],
+)
+def test_an_invalid_publish_raises_and_sends_nothing(producer, counter, config, message_type, data, error, effects):
+    with entrypoint_hook(producer, "emit") as emit:
+        with pytest.raises(error):
+            emit(message_type, data)
+    # Nothing reached the consumer's queue: a valid message published now is the first one there.
+    with entrypoint_waiter(counter, "count", timeout=15):
+        with entrypoint_hook(producer, "emit") as emit:
+            emit(RESIDENT_REGISTERED, facts())
+    effect_docs, processed = effects
+    assert processed.count_documents({}) == 1
+
+
+def test_an_unknown_type_cannot_be_built():
+    with pytest.raises(UnknownMessageType):
+        build_envelope("resident.levitated", {}, source="linli/producer")
+
+
+def test_a_failing_handler_parks_the_message_with_its_error_and_keeps_no_effect(counter, config, effects):
+    envelope = build_envelope("resident.registered", facts(tags=["explode"]), source="linli/producer")
+    with entrypoint_waiter(counter, "count", timeout=15):
+        publish_raw(config["AMQP_URI"], envelope.to_wire())
+    parked = drain(config["AMQP_URI"], queue_of(counter, "count").name + ".dead-letter")
+    assert len(parked) == 1
+    headers = parked[0].headers
+    assert headers["x-linli-error"] == "ValueError: refusing an exploding resident (test)"
+    assert headers["x-linli-consumer"] == "counter.count"
+    assert headers["x-linli-original-routing-key"] == "resident.registered"
+    assert json.loads(parked[0].body)["id"] == envelope.id
+    # The transaction was rolled back: no effect and no "processed" record,
+    # so a replay from the dead-letter queue would be handled.
+    effect_docs, processed = effects
+    assert effect_docs.count_documents({}) == 0
+    assert processed.count_documents({}) == 0
+    # The source queue is empty: the message was not requeued in a loop.
+    assert drain(config["AMQP_URI"], queue_of(counter, "count").name) == []
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        ({"type": "resident.registered", "data": {}}, "EnvelopeError"),
+        ("not even an object", "EnvelopeError"),
+    ],
+)
+def test_a_malformed_envelope_is_parked_with_the_reason(counter, config, body, reason):
+    publish_raw(config["AMQP_URI"], body)
+    dead_letter = queue_of(counter, "count").name + ".dead-letter"
+    parked = []
+    for _ in range(50):
+        parked = drain(config["AMQP_URI"], dead_letter)
+        if parked:
+            break
+        eventlet.sleep(0.1)
+    assert len(parked) == 1
+    assert parked[0].headers["x-linli-error-type"] == reason
+
+
+def test_a_payload_breaking_the_contract_is_parked_not_handled(counter, config, effects):
+    wire = build_envelope("resident.registered", facts(), source="linli/producer").to_wire()
+    wire["data"]["residence_type"] = "tourist"
+    publish_raw(config["AMQP_URI"], wire)
+    dead_letter = queue_of(counter, "count").name + ".dead-letter"
+    for _ in range(50):
+        parked = drain(config["AMQP_URI"], dead_letter)
+        if parked:
+            break
+        eventlet.sleep(0.1)
+    assert "residence_type" in parked[0].headers["x-linli-error"]
+    effect_docs, _ = effects
+    assert effect_docs.count_documents({}) == 0
