@@ -41,6 +41,11 @@ def rabbitmqctl(*args: str) -> str:
     return result.stdout
 
 
+@pytest.fixture(name="free_port")
+def free_port_fixture():
+    return free_port
+
+
 @pytest.fixture
 def vhost():
     """A RabbitMQ vhost for this test alone, removed afterwards."""

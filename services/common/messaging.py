@@ -168,8 +168,7 @@ def message_handler(source_service: str, message_type: MessageType, **kwargs):
         def handle_once(self, envelope):
             consumer = f"{self.name}.{method.__name__}"
             try:
-                with _database_of(self).exactly_once(consumer, envelope.id):
-                    result = method(self, envelope)
+                result = _database_of(self).exactly_once(consumer, envelope.id, lambda: method(self, envelope))
             except AlreadyProcessed:
                 MESSAGES_CONSUMED.labels(self.name, envelope.type, "duplicate").inc()
                 return None

@@ -9,7 +9,6 @@ mongoengine documents of the service use ``meta = {"db_alias": <name>}``.
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import mongoengine
@@ -36,26 +35,32 @@ class Database:
     def __getitem__(self, collection_name: str):
         return self.db[collection_name]
 
-    @contextmanager
-    def exactly_once(self, consumer: str, message_id: str):
-        """Run the body in a transaction that also records ``message_id`` as processed.
+    def exactly_once(self, consumer: str, message_id: str, effect):
+        """Run ``effect()`` in a transaction that also records ``message_id`` as processed.
 
         The record's unique ``_id`` makes a second delivery fail to insert it,
-        so the effect and the record that it happened commit or vanish together.
-        Raises ``AlreadyProcessed`` before the body runs for a repeated id.
+        so the effect and the record that it happened commit or vanish together;
+        a repeated id raises ``AlreadyProcessed`` before ``effect`` runs. A
+        transaction that conflicts with a concurrent one (two messages updating
+        one projection) is retried by pymongo's ``with_transaction``.
         """
-        claim = {"_id": f"{consumer}:{message_id}", "processed_at": datetime.now(timezone.utc)}
+        claim_id = f"{consumer}:{message_id}"
+
+        def in_transaction(session):
+            try:
+                self.db[PROCESSED_COLLECTION].insert_one(
+                    {"_id": claim_id, "processed_at": datetime.now(timezone.utc)}, session=session
+                )
+            except DuplicateKeyError:
+                raise AlreadyProcessed(claim_id) from None
+            self.session = session
+            try:
+                return effect()
+            finally:
+                self.session = None
+
         with self.client.start_session() as session:
-            with session.start_transaction():
-                try:
-                    self.db[PROCESSED_COLLECTION].insert_one(claim, session=session)
-                except DuplicateKeyError:
-                    raise AlreadyProcessed(claim["_id"]) from None
-                self.session = session
-                try:
-                    yield session
-                finally:
-                    self.session = None
+            return session.with_transaction(in_transaction)
 
     def ping(self) -> bool:
         try:

@@ -136,12 +136,15 @@ class Platform:
         for child in reversed(self.children):
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
         for child in reversed(self.children):
             try:
-                child.process.wait(STOP_TIMEOUT_S)
+                child.process.wait(max(0.1, STOP_TIMEOUT_S - (time.monotonic() - started)))
+                print(f"  {child.name} stopped ({time.monotonic() - started:.1f} s)", flush=True)
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
+                print(f"  {child.name} did not stop within {STOP_TIMEOUT_S} s and was killed", flush=True)
         self.children.clear()
         self._rabbitmq("release")
 
@@ -237,4 +240,9 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # An exited process its parent has not reaped yet is a zombie: not running.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"

@@ -1,0 +1,52 @@
+# Linli — everything a person runs is here; `make help` lists it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export LINLI_VAR_DIR ?= $(CURDIR)/var
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run stop test unit bench token lock clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Linli needs Python 3.11"' 
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
+	  echo "installing python3-venv from Debian's packages"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	@touch $@
+
+venv: $(STAMP) ## create .venv with the pinned dependencies
+
+run: $(STAMP) ## start RabbitMQ (if needed), SecantusDB and the four services; Ctrl-C stops
+	$(BIN)/linli up
+
+stop: $(STAMP) ## stop what `make run` started
+	$(BIN)/linli down
+
+test: $(STAMP) ## the whole suite: unit, integration (real RabbitMQ + SecantusDB), e2e
+	@deploy/local/rabbitmq.sh ensure test
+	@set +e; $(BIN)/pytest $(PYTEST_ARGS); status=$$?; deploy/local/rabbitmq.sh release test; exit $$status
+
+unit: $(STAMP) ## only the unit tests (no broker, no database)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+bench: $(STAMP) ## raw-broker baseline vs the skeleton's end-to-end rate, and their ratio
+	@deploy/local/rabbitmq.sh ensure bench
+	@set +e; $(BIN)/python -m tests.bench.skeleton $(BENCH_ARGS); status=$$?; deploy/local/rabbitmq.sh release bench; exit $$status
+
+token: $(STAMP) ## print a token for every scope and every community (local use)
+	@$(BIN)/linli token --communities '*' --scopes residents:read,residents:write,events:read,events:write,notifications:read,reports:read
+
+lock: $(STAMP) ## rewrite constraints.txt from the current venv
+	@{ echo "# Every package the venv holds, pinned: \`make lock\` rewrites this from a working venv."; \
+	   echo "# pyproject.toml pins the direct dependencies and says why where it isn't obvious."; \
+	   $(BIN)/pip freeze --exclude-editable --disable-pip-version-check; } > constraints.txt
+
+clean: ## remove the venv and var/ (all local data!)
+	rm -rf $(VENV) var .pytest_cache
