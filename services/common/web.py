@@ -51,7 +51,7 @@ class Conflict(ApiError):
 
 def json_response(status: int, payload) -> Response:
     return Response(
-        json.dumps(payload, ensure_ascii=False, default=str),
+        json.dumps(payload, ensure_ascii=False, default=str) + "\n",  # a shell prompt starts on its own line
         status=status,
         mimetype="application/json",
     )

@@ -1,0 +1,142 @@
+"""`make bench`: the walking skeleton's end-to-end rate against a raw-broker baseline.
+
+Both are measured in this run, on this broker (a vhost of their own):
+
+- baseline: pika publishes N persistent messages with publisher confirms (as
+  nameko does) to a durable queue, then consumes and acks them all;
+- skeleton: N residents registered over HTTP (8 concurrent clients) until
+  reports counts all N — through the four real service processes that
+  `linli up` starts, with SecantusDB under a temporary var/.
+
+It prints figures and their ratio. Nothing here asserts a timing.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pika
+import requests
+
+from services.common import platform as linli_platform
+from services.common.auth import dev_secret, issue_token
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+def baseline(amqp_uri: str, count: int) -> float:
+    """Messages per second for pika publish (confirmed, persistent) + consume/ack."""
+    body = b'{"specversion": "1.0", "type": "resident.registered", "data": {"resident_id": "x"}}'
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
+    channel = connection.channel()
+    channel.queue_declare("bench.baseline", durable=True)
+    channel.confirm_delivery()
+    started = time.perf_counter()
+    properties = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+    for _ in range(count):
+        channel.basic_publish("", "bench.baseline", body, properties)
+    received = 0
+    channel.basic_qos(prefetch_count=100)
+    for method, _, _ in channel.consume("bench.baseline", inactivity_timeout=30):
+        if method is None:
+            raise RuntimeError(f"baseline: only {received} of {count} messages came back")
+        channel.basic_ack(method.delivery_tag)
+        received += 1
+        if received == count:
+            break
+    elapsed = time.perf_counter() - started
+    channel.cancel()
+    connection.close()
+    return count / elapsed
+
+
+def skeleton(amqp_uri: str, count: int, clients: int) -> tuple[float, float]:
+    """Residents per second from the first POST until reports counts them all,
+    and the median registration → counted latency of a single resident."""
+    var = Path(tempfile.mkdtemp(prefix="linli-bench-"))
+    os.environ.update(
+        LINLI_VAR_DIR=str(var),
+        LINLI_AMQP_URI=amqp_uri,
+        LINLI_MONGO_PORT=str(_free_port()),
+        **{f"LINLI_{name.upper()}_HTTP": f"127.0.0.1:{_free_port()}" for name, _, _ in linli_platform.SERVICES},
+    )
+    os.environ.pop("LINLI_MONGO_URI", None)
+    stack = linli_platform.Platform(var=var, rabbitmq_owner=None)
+    stack.start()
+    try:
+        urls = {child.name: child.url for child in stack.children if child.url}
+        token = issue_token(dev_secret(var), subject="bench", scopes=["residents:write", "reports:read"],
+                            communities=["*"])
+        headers = {"Authorization": f"Bearer {token}"}
+        community = f"bench-{uuid.uuid4().hex[:6]}"
+
+        def register(i: int) -> None:
+            body = {"community_id": community, "name": f"居民{i}", "residence_type": "registered",
+                    "nationality": "CN", "preferred_language": "zh-CN"}
+            with requests.Session() as session:
+                response = session.post(urls["residents"] + "/residents", json=body, headers=headers)
+            response.raise_for_status()
+
+        def counted() -> int:
+            response = requests.get(f"{urls['reports']}/communities/{community}/summary", headers=headers)
+            return response.json()["residents_total"] if response.status_code == 200 else 0
+
+        # One resident alone first, for latency; then the rate under load.
+        latencies = []
+        for i in range(5):
+            started = time.perf_counter()
+            register(-1 - i)
+            while counted() < i + 1:
+                time.sleep(0.002)
+            latencies.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(register, range(count)))
+        while counted() < count + 5:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        return count / elapsed, sorted(latencies)[len(latencies) // 2]
+    finally:
+        stack.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=5000, help="baseline message count")
+    parser.add_argument("--residents", type=int, default=500, help="residents registered by the skeleton run")
+    parser.add_argument("--clients", type=int, default=8)
+    args = parser.parse_args()
+
+    vhost = f"linli-bench-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    amqp_uri = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    try:
+        base_rate = baseline(amqp_uri, args.messages)
+        print(f"baseline  pika publish (confirmed) + consume/ack   {args.messages:>6} msgs   {base_rate:10.1f} msg/s")
+        rate, latency = skeleton(amqp_uri, args.residents, args.clients)
+        print(f"skeleton  POST /residents -> counted by reports    {args.residents:>6} residents {rate:7.1f} residents/s"
+              f"   (one alone: {latency * 1000:.0f} ms median of 5)")
+        print(f"ratio     skeleton / baseline = {rate / base_rate:.4f}   (the raw broker is {base_rate / rate:.1f}x faster)")
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+
+
+if __name__ == "__main__":
+    main()
