@@ -5,6 +5,8 @@
 hands each worker a ``Database``: the pymongo database, plus the session of
 the transaction the worker runs in when it handles a message exactly once.
 mongoengine documents of the service use ``meta = {"db_alias": <name>}``.
+Two containers of one service in one process (competing consumers in a test)
+share that alias's client until the last of them stops.
 """
 from __future__ import annotations
 
@@ -89,16 +91,25 @@ class MongoDatabase(DependencyProvider):
                     tz_aware=True,
                     uuidRepresentation="standard",
                     serverSelectionTimeoutMS=int(config.get("MONGO_TIMEOUT_MS", 5000)),
+                    # Names the client in the server's logs, and keeps
+                    # mongoengine from sharing one client between services
+                    # whose settings would otherwise be equal.
+                    appname=f"linli-{self.name}",
                 )
             _alias_users[self.name] = _alias_users.get(self.name, 0) + 1
         self.client = mongoengine.get_connection(self.name)
 
     def stop(self):
+        if self.client is None:
+            return
         with _aliases_lock:
             _alias_users[self.name] -= 1
             if _alias_users[self.name] == 0:
                 mongoengine.disconnect(alias=self.name)
         self.client = None
+
+    def kill(self):
+        self.stop()
 
     def get_dependency(self, worker_ctx):
         return Database(self.client, self.database_name)
