@@ -17,6 +17,11 @@ from contracts import residents as _residents  # noqa: F401  (registers types)
 
 RESIDENT_REGISTERED = _residents.RESIDENT_REGISTERED
 RESIDENT_UPDATED = _residents.RESIDENT_UPDATED
+RESIDENT_MOVED = _residents.RESIDENT_MOVED
+RESIDENT_DEPARTED = _residents.RESIDENT_DEPARTED
+RESIDENT_PERMIT_EXPIRING = _residents.RESIDENT_PERMIT_EXPIRING
+RESIDENT_ERASED = _residents.RESIDENT_ERASED
+RESIDENT_IMPORT_COMPLETED = _residents.RESIDENT_IMPORT_COMPLETED
 
 __all__ = [
     "ContractError",
@@ -24,6 +29,11 @@ __all__ = [
     "EnvelopeError",
     "InvalidPayload",
     "MessageType",
+    "RESIDENT_DEPARTED",
+    "RESIDENT_ERASED",
+    "RESIDENT_IMPORT_COMPLETED",
+    "RESIDENT_MOVED",
+    "RESIDENT_PERMIT_EXPIRING",
     "RESIDENT_REGISTERED",
     "RESIDENT_UPDATED",
     "UnknownMessageType",

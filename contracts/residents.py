@@ -38,6 +38,53 @@ class ResidentUpdatedV1(Schema):
     tags = fields.List(fields.String())
 
 
+class ResidentMovedV1(Schema):
+    resident_id = fields.String(required=True, validate=validate.Length(min=1))
+    community_id = fields.String(required=True, validate=validate.Length(min=1))
+    from_community_id = fields.String(required=True, validate=validate.Length(min=1))
+    grid_id = fields.String(allow_none=True, load_default=None)
+    residence_type = fields.String(required=True, validate=validate.OneOf(RESIDENCE_TYPES))
+    moved_on = fields.Date(required=True)
+
+
+DEPARTURE_REASONS = ("moved_away", "deceased", "other")
+
+
+class ResidentDepartedV1(Schema):
+    resident_id = fields.String(required=True, validate=validate.Length(min=1))
+    community_id = fields.String(required=True, validate=validate.Length(min=1))
+    residence_type = fields.String(required=True, validate=validate.OneOf(RESIDENCE_TYPES))
+    reason = fields.String(required=True, validate=validate.OneOf(DEPARTURE_REASONS))
+    departed_on = fields.Date(required=True)
+
+
+PERMIT_THRESHOLDS_DAYS = (30, 7, 1)
+
+
+class ResidentPermitExpiringV1(Schema):
+    resident_id = fields.String(required=True, validate=validate.Length(min=1))
+    community_id = fields.String(required=True, validate=validate.Length(min=1))
+    permit_type = fields.String(required=True)
+    expires_on = fields.Date(required=True)
+    threshold_days = fields.Integer(required=True, validate=validate.OneOf(PERMIT_THRESHOLDS_DAYS))
+    days_left = fields.Integer(required=True)
+
+
+class ResidentErasedV1(Schema):
+    resident_id = fields.String(required=True, validate=validate.Length(min=1))
+    community_id = fields.String(required=True, validate=validate.Length(min=1))
+    erased_on = fields.Date(required=True)
+
+
+class ResidentImportCompletedV1(Schema):
+    import_id = fields.String(required=True, validate=validate.Length(min=1))
+    community_id = fields.String(allow_none=True, load_default=None)
+    rows_total = fields.Integer(required=True)
+    registered = fields.Integer(required=True)
+    already_registered = fields.Integer(required=True)
+    rejected = fields.Integer(required=True)
+
+
 RESIDENT_REGISTERED = registry.register(
     MessageType(
         name="resident.registered",
@@ -68,6 +115,83 @@ RESIDENT_UPDATED = registry.register(
             "community_id": "tongzilin",
             "changed_fields": ["preferred_language", "phone"],
             "preferred_language": "zh-CN",
+        },
+    )
+)
+
+RESIDENT_MOVED = registry.register(
+    MessageType(
+        name="resident.moved",
+        version=1,
+        schema=ResidentMovedV1,
+        description="A resident moved from one community to another (community_id is the new one).",
+        example={
+            "resident_id": "6f1c2b0e8a4d4c5e9b7a1d2e3f405162",
+            "community_id": "yulin",
+            "from_community_id": "tongzilin",
+            "grid_id": "yulin-01",
+            "residence_type": "foreign",
+            "moved_on": "2026-11-20",
+        },
+    )
+)
+
+RESIDENT_DEPARTED = registry.register(
+    MessageType(
+        name="resident.departed",
+        version=1,
+        schema=ResidentDepartedV1,
+        description="A resident left the community's registry (moved away, deceased, other).",
+        example={
+            "resident_id": "6f1c2b0e8a4d4c5e9b7a1d2e3f405162",
+            "community_id": "tongzilin",
+            "residence_type": "foreign",
+            "reason": "moved_away",
+            "departed_on": "2026-11-20",
+        },
+    )
+)
+
+RESIDENT_PERMIT_EXPIRING = registry.register(
+    MessageType(
+        name="resident.permit_expiring",
+        version=1,
+        schema=ResidentPermitExpiringV1,
+        description="A foreign resident's residence permit or visa expires within 30, 7 or 1 days.",
+        example={
+            "resident_id": "6f1c2b0e8a4d4c5e9b7a1d2e3f405162",
+            "community_id": "tongzilin",
+            "permit_type": "residence_permit_work",
+            "expires_on": "2026-12-26",
+            "threshold_days": 30,
+            "days_left": 30,
+        },
+    )
+)
+
+RESIDENT_ERASED = registry.register(
+    MessageType(
+        name="resident.erased",
+        version=1,
+        schema=ResidentErasedV1,
+        description="A resident's personal data was erased; the id remains for statistics.",
+        example={"resident_id": "6f1c2b0e8a4d4c5e9b7a1d2e3f405162", "community_id": "tongzilin", "erased_on": "2026-11-20"},
+    )
+)
+
+RESIDENT_IMPORT_COMPLETED = registry.register(
+    MessageType(
+        name="resident.import_completed",
+        version=1,
+        schema=ResidentImportCompletedV1,
+        description="A bulk import of a resident information collection form (信息采集表) finished.",
+        example={
+            "import_id": "6b0871a2c3d4e5f60718293a",
+            "community_id": "tongzilin",
+            "rows_total": 1200,
+            "registered": 1180,
+            "already_registered": 12,
+            "rejected": 8,
         },
     )
 )

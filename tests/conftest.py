@@ -26,6 +26,7 @@ BIN = Path(sys.executable).parent
 RUN_ID = uuid.uuid4().hex[:8]
 _vhost_numbers = itertools.count(1)
 TEST_SECRET = f"test-secret-{RUN_ID}-not-for-production"
+TEST_DATA_KEY = "bGlubGktdGVzdC1kYXRhLWtleS1ub3QtZm9yLXByb2Q="  # a Fernet key for tests only
 
 
 def free_port() -> int:
@@ -101,6 +102,7 @@ def config(amqp_uri, mongo_uri, db_prefix):
         "MONGO_URI": mongo_uri,
         "MONGO_DB_PREFIX": db_prefix,
         "JWT_SECRET": TEST_SECRET,
+        "RESIDENTS_DATA_KEY": TEST_DATA_KEY,
         "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
         "serializer": "json",
         "max_workers": 10,

@@ -6,13 +6,14 @@ for the city-wide committee).
 """
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import jwt
+
+from services.common.secrets import local_secret
 
 ALGORITHM = "HS256"
 ISSUER = "linli"
@@ -97,13 +98,5 @@ def principal_from_header(secret: str, authorization: str | None) -> Principal:
 
 
 def dev_secret(var_dir: Path) -> str:
-    """The local development secret: ``$LINLI_JWT_SECRET``, else one generated into var/."""
-    from_env = os.environ.get("LINLI_JWT_SECRET")
-    if from_env:
-        return from_env
-    path = var_dir / "jwt-secret"
-    if not path.exists():
-        var_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    """The local signing secret: ``$LINLI_JWT_SECRET``, else one generated into var/."""
+    return local_secret(var_dir, "jwt-secret", "LINLI_JWT_SECRET", lambda: secrets.token_urlsafe(48))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import uuid
 from datetime import datetime, timezone
 from functools import partial
 
@@ -44,6 +45,14 @@ def dead_letter_queue(queue_name: str) -> Queue:
     )
 
 
+_FACT_NAMESPACE = uuid.UUID("4c1f1e7e-7a4b-4f4e-9d1c-6c696e6c6921")
+
+
+def fact_id(*parts) -> str:
+    """A message id that is the same whenever the same fact is published."""
+    return str(uuid.uuid5(_FACT_NAMESPACE, "\x1f".join(str(p) for p in parts)))
+
+
 class MessageDispatcher(EventDispatcher):
     """Injects ``publish(message_type, data, *, subject=None, community=None) -> Envelope``."""
 
@@ -52,7 +61,10 @@ class MessageDispatcher(EventDispatcher):
         service = self.container.service_name
         correlation_id = worker_ctx.context_data.get(CORRELATION_KEY) or worker_ctx.call_id
 
-        def publish(message_type: MessageType, data: dict, *, subject=None, community=None):
+        def publish(message_type: MessageType, data: dict, *, subject=None, community=None, message_id=None):
+            """Publish one message. Pass a ``message_id`` derived from the fact
+            (``fact_id(...)``) where the same fact may be published again after a
+            crash, so consumers see the same envelope id and skip it."""
             if not isinstance(message_type, MessageType):
                 raise ContractError(
                     f"publish() takes a contracts.MessageType, not {type(message_type).__name__}"
@@ -65,6 +77,7 @@ class MessageDispatcher(EventDispatcher):
                 subject=subject,
                 community=community,
                 correlationid=correlation_id,
+                message_id=message_id,
             )
             self.publisher.publish(
                 envelope.to_wire(),

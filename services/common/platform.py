@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from cryptography.fernet import Fernet
 
 from services.common.auth import dev_secret
+from services.common.secrets import local_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -119,6 +121,9 @@ class Platform:
         self.logs.mkdir(parents=True, exist_ok=True)
         self._rabbitmq("ensure")
         self.env["LINLI_JWT_SECRET"] = dev_secret(self.var)
+        self.env["LINLI_RESIDENTS_DATA_KEY"] = local_secret(
+            self.var, "residents-data-key", "LINLI_RESIDENTS_DATA_KEY", lambda: Fernet.generate_key().decode()
+        )
         self.env["LINLI_MONGO_URI"] = self._mongo()
         for service, port, service_class in SERVICES:
             address = http_address(service, port)

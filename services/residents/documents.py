@@ -1,7 +1,18 @@
-"""How residents are stored (mongoengine, database alias ``residents``)."""
+"""How the registry is stored (mongoengine, database alias ``residents``)."""
 from datetime import datetime, timezone
 
-from mongoengine import DateField, DateTimeField, Document, ListField, StringField
+from mongoengine import (
+    BooleanField,
+    DateField,
+    DateTimeField,
+    DictField,
+    Document,
+    IntField,
+    ListField,
+    StringField,
+)
+
+ALIAS = "residents"
 
 
 def _now():
@@ -9,38 +20,110 @@ def _now():
 
 
 class Resident(Document):
+    """A resident. Document numbers are stored only encrypted (``document_cipher``)
+    and found by keyed hashes (``document_key``, ``person_key``) that make a
+    second registration of the same person collide on a unique index."""
+
     meta = {
-        "db_alias": "residents",
+        "db_alias": ALIAS,
         "collection": "residents",
-        "indexes": ["community_id", ("community_id", "residence_type")],
+        "indexes": [
+            ("community_id", "status"),
+            ("community_id", "household_id"),
+            {"fields": ["document_key"], "unique": True, "sparse": True},
+            {"fields": ["person_key"], "unique": True, "sparse": True},
+            ("permit_expires_on",),
+        ],
     }
 
     community_id = StringField(required=True)
     grid_id = StringField()
     household_id = StringField()
-    name = StringField(required=True)
+    name = StringField()
+    name_romanised = StringField()
     gender = StringField(default="unspecified")
     birth_date = DateField()
+    birth_year = IntField()  # kept through erasure, for age bands
     phone = StringField()
+    email = StringField()
     residence_type = StringField(required=True)
     nationality = StringField(required=True)
     preferred_language = StringField(required=True)
     tags = ListField(StringField())
+    consent = DictField()
+    document_type = StringField()
+    document_cipher = StringField()
+    document_key = StringField()
+    person_key = StringField()
+    permit_type = StringField()
+    permit_expires_on = DateField()
+    status = StringField(default="active", choices=("active", "departed"))
+    departure_reason = StringField()
+    departed_on = DateField()
+    erased_at = DateTimeField()
+    import_id = StringField()
     registered_at = DateTimeField(default=_now)
+    updated_at = DateTimeField(default=_now)
 
-    def to_view(self) -> dict:
-        return {
-            "id": str(self.id),
-            "community_id": self.community_id,
-            "grid_id": self.grid_id,
-            "household_id": self.household_id,
-            "name": self.name,
-            "gender": self.gender,
-            "birth_date": self.birth_date.isoformat() if self.birth_date else None,
-            "phone": self.phone,
-            "residence_type": self.residence_type,
-            "nationality": self.nationality,
-            "preferred_language": self.preferred_language,
-            "tags": list(self.tags),
-            "registered_at": self.registered_at.isoformat() if self.registered_at else None,
-        }
+
+class ImportJob(Document):
+    meta = {"db_alias": ALIAS, "collection": "imports"}
+
+    filename = StringField()
+    content_sha256 = StringField(required=True)
+    status = StringField(default="queued", choices=("queued", "running", "completed", "failed"))
+    rows_total = IntField(default=0)
+    rows_done = IntField(default=0)
+    registered = IntField(default=0)
+    already_registered = IntField(default=0)
+    rejected = IntField(default=0)
+    errors_total = IntField(default=0)
+    errors = ListField(DictField())  # {row, column, reason}: no values that are personal data
+    requested_by = StringField()
+    communities = ListField(StringField())
+    created_at = DateTimeField(default=_now)
+    finished_at = DateTimeField()
+
+
+class ImportRow(Document):
+    """A row waiting to be registered; deleted once its import has run (minimum necessary)."""
+
+    meta = {"db_alias": ALIAS, "collection": "import_rows", "indexes": [("import_id", "row")]}
+
+    import_id = StringField(required=True)
+    row = IntField(required=True)
+    values = DictField()
+
+
+class ContactAccess(Document):
+    """Audit log: who read which fields of whose contact details, for what purpose."""
+
+    meta = {"db_alias": ALIAS, "collection": "contact_audit", "indexes": ["resident_id"]}
+
+    resident_id = StringField(required=True)
+    purpose = StringField(required=True)
+    caller = StringField()
+    fields = ListField(StringField())
+    granted = BooleanField(default=True)
+    at = DateTimeField(default=_now)
+
+
+class PermitReminder(Document):
+    """That a reminder went out: ``<resident>:<expiry>:<threshold>``, once each."""
+
+    meta = {"db_alias": ALIAS, "collection": "permit_reminders"}
+
+    id = StringField(primary_key=True)
+    resident_id = StringField(required=True)
+    threshold_days = IntField(required=True)
+    sent_on = DateField(required=True)
+
+
+class ReminderRun(Document):
+    """That the daily permit-reminder run happened for a date."""
+
+    meta = {"db_alias": ALIAS, "collection": "permit_reminder_runs"}
+
+    id = StringField(primary_key=True)  # the ISO date
+    sent = IntField(default=0)
+    at = DateTimeField(default=_now)

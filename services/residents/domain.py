@@ -1,18 +1,28 @@
-"""Resident registration rules. Pure Python: no framework, no database."""
+"""Resident registry rules. Pure Python: no framework, no database."""
 from __future__ import annotations
 
 import re
+from datetime import date
 
 from babel import Locale
 from babel.core import UnknownLocaleError
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates, validates_schema
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
+from pypinyin import lazy_pinyin
 
-from contracts.residents import RESIDENCE_TYPES
+from contracts.residents import DEPARTURE_REASONS, PERMIT_THRESHOLDS_DAYS, RESIDENCE_TYPES
 
 # ISO 3166-1 alpha-2 codes, as Babel (CLDR) knows them.
 COUNTRY_CODES = frozenset(code for code in Locale("en").territories if re.fullmatch(r"[A-Z]{2}", code))
 GENDERS = ("female", "male", "other", "unspecified")
+DOCUMENT_TYPES = ("id_card", "passport", "travel_permit", "other")
+PERMIT_TYPES = (
+    "residence_permit_work", "residence_permit_study", "residence_permit_family",
+    "residence_permit_other", "visa_business", "visa_tourist", "visa_other",
+)
+CHANNELS = ("inapp", "sms", "email")
+DEFAULT_CONSENT = {"inapp": True, "sms": False, "email": False}
 _BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_HAN = re.compile(r"[\u3400-\u9fff]")
 
 
 def is_language_tag(tag: str) -> bool:
@@ -26,23 +36,47 @@ def is_language_tag(tag: str) -> bool:
     return True
 
 
-class RegisterResident(Schema):
-    """The command to register a resident, as an API or a collection form gives it."""
+def romanise(name: str) -> str:
+    """``王秀英`` -> ``wang xiuying``; a Latin-script name is only lower-cased."""
+    if not _HAN.search(name):
+        return " ".join(name.lower().split())
+    syllables = lazy_pinyin(name)
+    if len(syllables) > 1 and all(_HAN.match(ch) for ch in name[:1]):
+        return " ".join([syllables[0], "".join(syllables[1:])]).lower()  # family name, given name
+    return "".join(syllables).lower()
+
+
+class Consent(Schema):
+    class Meta:
+        unknown = RAISE
+
+    inapp = fields.Boolean()
+    sms = fields.Boolean()
+    email = fields.Boolean()
+
+
+class ResidentFields(Schema):
+    """Every field a worker may set; registration requires some, an update none."""
 
     class Meta:
-        unknown = EXCLUDE
+        unknown = RAISE  # a misspelt field is an error, not silently dropped
 
-    community_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    grid_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
-    household_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    gender = fields.String(load_default="unspecified", validate=validate.OneOf(GENDERS))
-    birth_date = fields.Date(load_default=None, allow_none=True)
-    phone = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(r"^\+?[0-9 ()-]{5,20}$"))
-    residence_type = fields.String(required=True, validate=validate.OneOf(RESIDENCE_TYPES))
-    nationality = fields.String(required=True)
-    preferred_language = fields.String(load_default="zh-CN")
-    tags = fields.List(fields.String(validate=validate.Length(min=1, max=40)), load_default=list)
+    grid_id = fields.String(allow_none=True, validate=validate.Length(max=64))
+    household_id = fields.String(allow_none=True, validate=validate.Length(max=64))
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    gender = fields.String(validate=validate.OneOf(GENDERS))
+    birth_date = fields.Date(allow_none=True)
+    phone = fields.String(allow_none=True, validate=validate.Regexp(r"^\+?[0-9 ()-]{5,20}$"))
+    email = fields.Email(allow_none=True)
+    residence_type = fields.String(validate=validate.OneOf(RESIDENCE_TYPES))
+    nationality = fields.String()
+    preferred_language = fields.String()
+    tags = fields.List(fields.String(validate=validate.Length(min=1, max=40)), validate=validate.Length(max=30))
+    consent = fields.Nested(Consent)
+    document_type = fields.String(allow_none=True, validate=validate.OneOf(DOCUMENT_TYPES))
+    document_number = fields.String(allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9-]{5,30}$"))
+    permit_type = fields.String(allow_none=True, validate=validate.OneOf(PERMIT_TYPES))
+    permit_expires_on = fields.Date(allow_none=True)
 
     @validates("nationality")
     def _nationality(self, value, **_):
@@ -54,17 +88,83 @@ class RegisterResident(Schema):
         if not is_language_tag(value):
             raise ValidationError(f"not a BCP 47 language tag: {value}")
 
+    @validates("birth_date")
+    def _birth_date(self, value, **_):
+        if value and (value > date.today() or value.year < 1890):
+            raise ValidationError(f"not a plausible birth date: {value.isoformat()}")
+
+
+class RegisterResident(ResidentFields):
+    community_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    residence_type = fields.String(required=True, validate=validate.OneOf(RESIDENCE_TYPES))
+    nationality = fields.String(required=True)
+    preferred_language = fields.String(load_default="zh-CN")
+    gender = fields.String(load_default="unspecified", validate=validate.OneOf(GENDERS))
+    tags = fields.List(fields.String(validate=validate.Length(min=1, max=40)), load_default=list)
+    consent = fields.Nested(Consent, load_default=lambda: dict(DEFAULT_CONSENT))
+
     @validates_schema
-    def _residence_matches_nationality(self, data, **_):
-        foreign = data.get("residence_type") == "foreign"
-        if foreign and data.get("nationality") == "CN":
-            raise ValidationError("a foreign resident's nationality cannot be CN", "nationality")
-        if not foreign and data.get("nationality") not in (None, "CN"):
-            raise ValidationError("a non-CN national is registered with residence_type 'foreign'", "residence_type")
+    def _consistent(self, data, **_):
+        check_consistency(data)
 
 
-def registered_facts(resident_id: str, resident: dict) -> dict:
-    """What ``resident.registered`` may say about a resident: ids and categories only."""
+def check_consistency(resident: dict) -> None:
+    """Rules across fields, for a new resident or for one after an update."""
+    foreign = resident.get("residence_type") == "foreign"
+    nationality = resident.get("nationality")
+    if foreign and nationality == "CN":
+        raise ValidationError("a foreign resident's nationality cannot be CN", "nationality")
+    if not foreign and nationality not in (None, "CN"):
+        raise ValidationError("a non-CN national is registered with residence_type 'foreign'", "residence_type")
+    if bool(resident.get("document_type")) != bool(resident.get("document_number")):
+        raise ValidationError("document_type and document_number go together", "document_number")
+    if resident.get("permit_expires_on") and not resident.get("permit_type"):
+        raise ValidationError("a permit expiry needs the permit_type", "permit_type")
+    if resident.get("permit_type") and not foreign:
+        raise ValidationError("only foreign residents hold residence permits or visas", "permit_type")
+
+
+class UpdateResident(ResidentFields):
+    """A partial update: only the fields present change. Moving is its own command."""
+
+
+class MoveResident(Schema):
+    class Meta:
+        unknown = RAISE
+
+    community_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    grid_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
+    household_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
+    moved_on = fields.Date(load_default=date.today)
+
+
+class RecordDeparture(Schema):
+    class Meta:
+        unknown = RAISE
+
+    reason = fields.String(required=True, validate=validate.OneOf(DEPARTURE_REASONS))
+    departed_on = fields.Date(load_default=date.today)
+
+
+class SearchResidents(Schema):
+    class Meta:
+        unknown = RAISE
+
+    community_id = fields.String(required=True)
+    grid_id = fields.String()
+    household_id = fields.String()
+    tag = fields.List(fields.String())
+    nationality = fields.String()
+    residence_type = fields.String(validate=validate.OneOf(RESIDENCE_TYPES))
+    name = fields.String(validate=validate.Length(min=1, max=100))
+    status = fields.String(load_default="active", validate=validate.OneOf(("active", "departed", "all")))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page_size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=200))
+
+
+def facts(resident_id: str, resident: dict) -> dict:
+    """What a message may say about a resident: ids and categories only."""
     birth_date = resident.get("birth_date")
     return {
         "resident_id": resident_id,
@@ -74,5 +174,44 @@ def registered_facts(resident_id: str, resident: dict) -> dict:
         "nationality": resident["nationality"],
         "preferred_language": resident["preferred_language"],
         "birth_year": birth_date.year if birth_date else None,
-        "tags": sorted(set(resident.get("tags", []))),
+        "tags": sorted(set(resident.get("tags") or [])),
     }
+
+
+registered_facts = facts
+
+CATEGORICAL_FIELDS = ("residence_type", "nationality", "preferred_language", "grid_id", "tags")
+
+
+def update_facts(resident_id: str, community_id: str, changes: dict) -> dict:
+    """``resident.updated``: every changed field's name, the new values of categorical ones only."""
+    message = {"resident_id": resident_id, "community_id": community_id, "changed_fields": sorted(changes)}
+    for field in CATEGORICAL_FIELDS:
+        if field in changes:
+            message[field] = sorted(set(changes[field] or [])) if field == "tags" else changes[field]
+    return message
+
+
+def permit_threshold(expires_on: date, today: date) -> int | None:
+    """The most urgent reminder threshold a permit has reached today, if any.
+
+    30 days out -> 30; 7 -> 7; 1 -> 1; 5 days out -> 7 (a missed day still
+    warns, at the urgency it has now); expired or far off -> None.
+    """
+    days_left = (expires_on - today).days
+    if days_left < 0:
+        return None
+    reached = [t for t in PERMIT_THRESHOLDS_DAYS if days_left <= t]
+    return min(reached) if reached else None
+
+
+# What each purpose may read of a resident (PIPL: purpose limitation, minimum necessary).
+CONTACT_PURPOSES = {
+    "notify": ("preferred_language", "consent", "phone", "email", "community_id"),
+    "permit_assistance": ("preferred_language", "name", "nationality", "permit_type", "permit_expires_on",
+                          "phone", "community_id"),
+    "event_checkin": ("name", "community_id"),
+}
+
+ERASABLE_FIELDS = ("name", "name_romanised", "phone", "email", "birth_date", "document_type",
+                   "document_cipher", "document_key", "person_key", "household_id")

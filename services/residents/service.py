@@ -1,60 +1,161 @@
-"""The residents service: the community's resident registry."""
-from bson import ObjectId
-from bson.errors import InvalidId
-from marshmallow import ValidationError
-from nameko.rpc import rpc
+"""The residents service: the community's resident registry.
 
-from contracts import RESIDENT_REGISTERED
+Entrypoints only translate: load the request through a schema, check the
+token's community, call one use case in ``registry``/``imports``/``reminders``.
+"""
+from datetime import date
+
+from marshmallow import ValidationError
+from nameko.dependency_providers import Config
+from nameko.rpc import RpcProxy, rpc
+from nameko.timer import timer
+
+from services.common.auth import Forbidden
 from services.common.base import ServiceBase
+from services.common.caller import Caller
 from services.common.messaging import MessageDispatcher
 from services.common.mongo import MongoDatabase
-from services.common.web import NotFound, ValidationFailed, api, read_json
-from services.residents.documents import Resident
-from services.residents.domain import RegisterResident, registered_facts
+from services.common.web import ApiError, NotFound, ValidationFailed, api, read_json
+from services.residents import imports, registry, reminders
+from services.residents.documents import ImportJob
+from services.residents.domain import MoveResident, RecordDeparture, RegisterResident, SearchResidents, UpdateResident
+from services.residents.forms import FormError
+from services.residents.privacy import PII_SCOPE
+from services.residents.vault import ResidentsVault
+
+
+def _load(schema, data, what="the request"):
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise ValidationFailed(f"{what} is not valid", {"fields": exc.messages}) from None
+
+
+def _with_pii(request) -> bool:
+    return PII_SCOPE in request.principal.scopes
 
 
 class ResidentsService(ServiceBase):
     name = "residents"
 
     db = MongoDatabase("residents")
+    vault = ResidentsVault()
     publish = MessageDispatcher()
+    myself = RpcProxy("residents")
+    caller = Caller()
+    config = Config()
+
+    # -- HTTP ---------------------------------------------------------------
 
     @api("POST", "/residents", scope="residents:write")
     def register_over_http(self, request):
-        try:
-            command = RegisterResident().load(read_json(request))
-        except ValidationError as exc:
-            raise ValidationFailed("the resident is not valid", {"fields": exc.messages}) from None
+        command = _load(RegisterResident(), read_json(request), "the resident")
         request.principal.require_community(command["community_id"])
-        return 201, {"id": self._register(command)}
+        return 201, {"id": registry.register(self.vault, self.publish, command)}
+
+    @api("GET", "/residents", scope="residents:read")
+    def search_over_http(self, request):
+        args = {k: (request.args.getlist(k) if k == "tag" else v) for k, v in request.args.items()}
+        query = _load(SearchResidents(), args, "the search")
+        request.principal.require_community(query["community_id"])
+        return registry.search(self.vault, query, _with_pii(request))
 
     @api("GET", "/residents/<resident_id>", scope="residents:read")
     def get_over_http(self, request, resident_id):
-        resident = _find(resident_id)
+        resident = self._visible(request, resident_id)
+        return registry.view(self.vault, resident, _with_pii(request))
+
+    @api("PATCH", "/residents/<resident_id>", scope="residents:write")
+    def update_over_http(self, request, resident_id):
+        changes = _load(UpdateResident(), read_json(request), "the update")
+        resident = self._visible(request, resident_id)
+        try:
+            changed = registry.update(self.vault, self.publish, resident, changes)
+        except ValidationError as exc:
+            raise ValidationFailed("the update is not valid", {"fields": exc.messages}) from None
+        return {"id": resident_id, "changed_fields": changed}
+
+    @api("POST", "/residents/<resident_id>/move", scope="residents:write")
+    def move_over_http(self, request, resident_id):
+        command = _load(MoveResident(), read_json(request), "the move")
+        resident = self._visible(request, resident_id)
+        request.principal.require_community(command["community_id"])
+        registry.move(self.vault, self.publish, resident, command)
+        return {"id": resident_id, "community_id": command["community_id"]}
+
+    @api("POST", "/residents/<resident_id>/departure", scope="residents:write")
+    def depart_over_http(self, request, resident_id):
+        command = _load(RecordDeparture(), read_json(request), "the departure")
+        registry.depart(self.publish, self._visible(request, resident_id), command)
+        return {"id": resident_id, "status": "departed"}
+
+    @api("DELETE", "/residents/<resident_id>/personal-data", scope=PII_SCOPE)
+    def erase_over_http(self, request, resident_id):
+        registry.erase(self.publish, self._visible(request, resident_id))
+        return {"id": resident_id, "erased": True}
+
+    @api("GET", "/communities/<community_id>/households/<household_id>", scope="residents:read")
+    def household_over_http(self, request, community_id, household_id):
+        request.principal.require_community(community_id)
+        return registry.household(self.vault, community_id, household_id, _with_pii(request))
+
+    @api("POST", "/residents/imports", scope="residents:write")
+    def import_over_http(self, request):
+        upload = next(iter(request.files.values()), None)
+        content = upload.read() if upload else request.get_data()
+        filename = (upload.filename if upload else request.args.get("filename")) or ""
+        try:
+            job, created = imports.accept(content, filename, request.principal.subject, request.principal.may_see)
+        except FormError as exc:
+            raise ApiError(str(exc), code="invalid_form") from None
+        if created:
+            self.myself.run_import.call_async(str(job.id))
+        return (202 if created else 200), {**imports.view(job), "repeat": not created}
+
+    @api("GET", "/residents/imports/<import_id>", scope="residents:read")
+    def import_status_over_http(self, request, import_id):
+        job = ImportJob.objects(id=import_id).first() if len(import_id) == 24 else None
+        if job is None:
+            raise NotFound(f"no import with id {import_id}")
+        if not all(request.principal.may_see(c) for c in job.communities):
+            raise Forbidden("this token does not cover every community in this import")
+        return imports.view(job)
+
+    def _visible(self, request, resident_id):
+        resident = registry.find(resident_id)
         request.principal.require_community(resident.community_id)
-        return resident.to_view()
+        return resident
+
+    # -- RPC, for the other services ------------------------------------------
 
     @rpc
     def register(self, resident: dict) -> str:
-        return self._register(RegisterResident().load(resident))
+        return registry.register(self.vault, self.publish, RegisterResident().load(resident))
 
-    def _register(self, command: dict) -> str:
-        resident = Resident(**command).save()
-        resident_id = str(resident.id)
-        self.publish(
-            RESIDENT_REGISTERED,
-            registered_facts(resident_id, command),
-            subject=resident_id,
-            community=command["community_id"],
-        )
-        return resident_id
+    @rpc
+    def get(self, resident_id: str) -> dict:
+        return registry.view(self.vault, registry.find(resident_id), with_pii=False)
 
+    @rpc
+    def search(self, query: dict) -> dict:
+        return registry.search(self.vault, SearchResidents().load(query), with_pii=False)
 
-def _find(resident_id: str) -> Resident:
-    try:
-        resident = Resident.objects(id=ObjectId(resident_id)).first()
-    except InvalidId:
-        resident = None
-    if resident is None:
-        raise NotFound(f"no resident with id {resident_id}")
-    return resident
+    @rpc
+    def get_contact(self, resident_id: str, purpose: str) -> dict:
+        return registry.contact(self.vault, resident_id, purpose, self.caller)
+
+    @rpc
+    def run_permit_reminders(self, today: str | None = None) -> int:
+        day = date.fromisoformat(today) if today else self._today()
+        return reminders.send_permit_reminders(self.publish, day)
+
+    @rpc
+    def run_import(self, import_id: str) -> dict:
+        return imports.view(imports.run(self.vault, self.publish, import_id))
+
+    @timer(interval=3600)
+    def daily_permit_reminders(self):
+        reminders.run_daily(self.publish, self._today())
+
+    def _today(self) -> date:
+        return registry.today_in(self.config.get("COMMUNITY_TIME_ZONE", "Asia/Shanghai"))

@@ -1,0 +1,286 @@
+"""The registry's use cases: what happens to the store and the bus for each command.
+
+Entrypoints translate a request into one of these calls; this module knows
+mongoengine and the publish function it is handed, not HTTP or nameko.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from mongoengine import NotUniqueError
+from mongoengine.queryset.visitor import Q
+
+from contracts import (
+    RESIDENT_DEPARTED,
+    RESIDENT_ERASED,
+    RESIDENT_MOVED,
+    RESIDENT_REGISTERED,
+    RESIDENT_UPDATED,
+)
+from services.common.messaging import fact_id
+from services.common.web import ApiError, Conflict, NotFound
+from services.residents import domain
+from services.residents.documents import ContactAccess, Resident
+from services.residents.privacy import Vault, mask
+
+
+class DuplicateResident(Conflict):
+    code = "duplicate_resident"
+
+    def __init__(self, existing_id: str, rule: str):
+        super().__init__(
+            f"this person is already registered ({rule})", {"existing_id": existing_id, "rule": rule}
+        )
+        self.existing_id = existing_id
+
+
+class ResidentGone(ApiError):
+    status = 409
+    code = "resident_departed"
+
+
+def find(resident_id: str) -> Resident:
+    try:
+        resident = Resident.objects(id=ObjectId(resident_id)).first()
+    except (InvalidId, TypeError):
+        resident = None
+    if resident is None:
+        raise NotFound(f"no resident with id {resident_id}")
+    return resident
+
+
+def _identity_keys(vault: Vault, resident: dict) -> dict:
+    keys = {"document_key": None, "person_key": None}
+    if resident.get("document_type") and resident.get("document_number"):
+        keys["document_key"] = vault.lookup_hash("doc", resident["document_type"], resident["document_number"])
+    if resident.get("name") and resident.get("birth_date") and resident.get("phone"):
+        keys["person_key"] = vault.lookup_hash(
+            "person", resident["community_id"], resident["name"], resident["birth_date"].isoformat(),
+            "".join(ch for ch in resident["phone"] if ch.isdigit()),
+        )
+    return keys
+
+
+def _existing_duplicate(keys: dict) -> DuplicateResident:
+    for field, rule in (("document_key", "same document"), ("person_key", "same name, birth date and phone")):
+        if keys[field]:
+            existing = Resident.objects(**{field: keys[field]}).only("id").first()
+            if existing:
+                return DuplicateResident(str(existing.id), rule)
+    raise RuntimeError("a unique index refused a resident, but no duplicate can be found")
+
+
+def to_document(vault: Vault, command: dict, import_id: str | None = None) -> Resident:
+    stored = {k: v for k, v in command.items() if k != "document_number"}
+    stored.update(_identity_keys(vault, command))
+    stored["document_cipher"] = vault.encrypt(command.get("document_number"))
+    stored["name_romanised"] = domain.romanise(command["name"])
+    stored["birth_year"] = command["birth_date"].year if command.get("birth_date") else None
+    return Resident(**stored, import_id=import_id)
+
+
+def register(vault: Vault, publish, command: dict) -> str:
+    resident = to_document(vault, command)
+    try:
+        resident.save(force_insert=True)
+    except NotUniqueError:
+        raise _existing_duplicate(_identity_keys(vault, command)) from None
+    announce_registered(publish, resident)
+    return str(resident.id)
+
+
+def announce_registered(publish, resident: Resident) -> None:
+    resident_id = str(resident.id)
+    publish(
+        RESIDENT_REGISTERED,
+        domain.facts(resident_id, resident.to_mongo().to_dict()),
+        subject=resident_id,
+        community=resident.community_id,
+        message_id=fact_id("resident.registered", resident_id),
+    )
+
+
+def _as_command(resident: Resident, vault: Vault) -> dict:
+    current = {f: getattr(resident, f) for f in domain.ResidentFields().fields if f != "document_number"}
+    current["community_id"] = resident.community_id
+    current["document_number"] = vault.decrypt(resident.document_cipher)
+    return current
+
+
+def update(vault: Vault, publish, resident: Resident, changes: dict) -> list[str]:
+    _require_active(resident)
+    current = _as_command(resident, vault)
+    changed = {k: v for k, v in changes.items() if current.get(k) != v}
+    if not changed:
+        return []
+    after = {**current, **changed}
+    domain.check_consistency(after)  # ValidationError -> 400 at the entrypoint
+    for field, value in changed.items():
+        if field != "document_number":
+            setattr(resident, field, value)
+    resident.document_cipher = vault.encrypt(after.get("document_number"))
+    for key, value in _identity_keys(vault, after).items():
+        setattr(resident, key, value)
+    resident.name_romanised = domain.romanise(after["name"])
+    resident.birth_year = after["birth_date"].year if after.get("birth_date") else None
+    resident.updated_at = datetime.now(timezone.utc)
+    try:
+        resident.save()
+    except NotUniqueError:
+        raise _existing_duplicate(_identity_keys(vault, after)) from None
+    resident_id = str(resident.id)
+    publish(RESIDENT_UPDATED, domain.update_facts(resident_id, resident.community_id, changed),
+            subject=resident_id, community=resident.community_id)
+    return sorted(changed)
+
+
+def move(vault: Vault, publish, resident: Resident, command: dict) -> None:
+    _require_active(resident)
+    from_community = resident.community_id
+    if command["community_id"] == from_community:
+        raise ApiError(f"the resident already lives in {from_community}", code="same_community")
+    resident.community_id = command["community_id"]
+    resident.grid_id = command["grid_id"]
+    resident.household_id = command["household_id"]
+    keys = _identity_keys(vault, _as_command(resident, vault))
+    resident.person_key = keys["person_key"]
+    resident.updated_at = datetime.now(timezone.utc)
+    try:
+        resident.save()
+    except NotUniqueError:
+        raise _existing_duplicate(keys) from None
+    resident_id = str(resident.id)
+    publish(
+        RESIDENT_MOVED,
+        {"resident_id": resident_id, "community_id": resident.community_id, "from_community_id": from_community,
+         "grid_id": resident.grid_id, "residence_type": resident.residence_type, "moved_on": command["moved_on"]},
+        subject=resident_id, community=resident.community_id,
+    )
+
+
+def depart(publish, resident: Resident, command: dict) -> None:
+    _require_active(resident)
+    resident.status = "departed"
+    resident.departure_reason = command["reason"]
+    resident.departed_on = command["departed_on"]
+    resident.updated_at = datetime.now(timezone.utc)
+    resident.save()
+    resident_id = str(resident.id)
+    publish(
+        RESIDENT_DEPARTED,
+        {"resident_id": resident_id, "community_id": resident.community_id,
+         "residence_type": resident.residence_type, "reason": command["reason"],
+         "departed_on": command["departed_on"]},
+        subject=resident_id, community=resident.community_id,
+        message_id=fact_id("resident.departed", resident_id),
+    )
+
+
+def erase(publish, resident: Resident) -> None:
+    """Erase personal data; the id, community and categories stay for statistics."""
+    if resident.erased_at is None:
+        for field in domain.ERASABLE_FIELDS:
+            setattr(resident, field, None)
+        resident.consent = {}
+        resident.erased_at = datetime.now(timezone.utc)
+        resident.save()
+    resident_id = str(resident.id)
+    publish(
+        RESIDENT_ERASED,
+        {"resident_id": resident_id, "community_id": resident.community_id,
+         "erased_on": resident.erased_at.date()},
+        subject=resident_id, community=resident.community_id,
+        message_id=fact_id("resident.erased", resident_id),
+    )
+
+
+def _require_active(resident: Resident) -> None:
+    if resident.status != "active":
+        raise ResidentGone(f"resident {resident.id} has departed; register them again if they return")
+    if resident.erased_at is not None:
+        raise ResidentGone(f"resident {resident.id}'s personal data was erased")
+
+
+def view(vault: Vault, resident: Resident, with_pii: bool) -> dict:
+    document_number = vault.decrypt(resident.document_cipher)
+    return {
+        "id": str(resident.id),
+        "community_id": resident.community_id,
+        "grid_id": resident.grid_id,
+        "household_id": resident.household_id,
+        "name": resident.name,
+        "name_romanised": resident.name_romanised,
+        "gender": resident.gender,
+        "birth_date": resident.birth_date.isoformat() if resident.birth_date else None,
+        "phone": resident.phone,
+        "email": resident.email,
+        "residence_type": resident.residence_type,
+        "nationality": resident.nationality,
+        "preferred_language": resident.preferred_language,
+        "tags": list(resident.tags),
+        "consent": dict(resident.consent or {}),
+        "document_type": resident.document_type,
+        "document_number": document_number if with_pii else mask(document_number),
+        "permit_type": resident.permit_type,
+        "permit_expires_on": resident.permit_expires_on.isoformat() if resident.permit_expires_on else None,
+        "status": resident.status,
+        "departure_reason": resident.departure_reason,
+        "departed_on": resident.departed_on.isoformat() if resident.departed_on else None,
+        "erased": resident.erased_at is not None,
+        "registered_at": resident.registered_at.isoformat(),
+    }
+
+
+def search(vault: Vault, query: dict, with_pii: bool) -> dict:
+    filters = Q(community_id=query["community_id"])
+    for field in ("grid_id", "household_id", "nationality", "residence_type"):
+        if query.get(field):
+            filters &= Q(**{field: query[field]})
+    if query.get("tag"):
+        filters &= Q(tags__all=query["tag"])
+    if query["status"] != "all":
+        filters &= Q(status=query["status"])
+    if query.get("name"):
+        needle = query["name"].strip()
+        latin = " ".join(needle.lower().split())
+        filters &= (Q(name__icontains=needle) | Q(name_romanised__icontains=latin)
+                    | Q(name_romanised__icontains=latin.replace(" ", "")))
+    matches = Resident.objects(filters).order_by("name_romanised", "id")
+    total = matches.count()
+    start = (query["page"] - 1) * query["page_size"]
+    items = [view(vault, r, with_pii) for r in matches.skip(start).limit(query["page_size"])]
+    return {"total": total, "page": query["page"], "page_size": query["page_size"], "items": items}
+
+
+def household(vault: Vault, community_id: str, household_id: str, with_pii: bool) -> dict:
+    members = Resident.objects(community_id=community_id, household_id=household_id, status="active")
+    items = [view(vault, r, with_pii) for r in members.order_by("birth_date")]
+    if not items:
+        raise NotFound(f"no household {household_id!r} in community {community_id!r}")
+    return {"community_id": community_id, "household_id": household_id, "members": items}
+
+
+class UnknownPurpose(ApiError):
+    code = "unknown_purpose"
+
+
+def contact(vault: Vault, resident_id: str, purpose: str, caller: str) -> dict:
+    """Only the fields ``purpose`` needs, and an audit record that they were read."""
+    if purpose not in domain.CONTACT_PURPOSES:
+        ContactAccess(resident_id=resident_id, purpose=purpose, caller=caller, granted=False).save()
+        raise UnknownPurpose(f"no such purpose: {purpose!r}; known: {sorted(domain.CONTACT_PURPOSES)}")
+    resident = find(resident_id)
+    fields = domain.CONTACT_PURPOSES[purpose]
+    ContactAccess(resident_id=resident_id, purpose=purpose, caller=caller, fields=list(fields)).save()
+    if resident.erased_at is not None or resident.status != "active":
+        return {"resident_id": resident_id, "reachable": False}
+    full = view(vault, resident, with_pii=True)
+    return {"resident_id": resident_id, "reachable": True, **{f: full[f] for f in fields}}
+
+
+def today_in(time_zone: str) -> date:
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo(time_zone)).date()
