@@ -1,6 +1,7 @@
 """Resident registry rules. Pure Python: no framework, no database."""
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date
 
@@ -25,6 +26,7 @@ _BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _HAN = re.compile(r"[\u3400-\u9fff]")
 
 
+@functools.lru_cache(maxsize=1024)  # CLDR look-ups are slow; a form repeats a few tags
 def is_language_tag(tag: str) -> bool:
     """A well-formed BCP 47 tag whose language CLDR knows (``zh-CN``, ``en``, ``fr``…)."""
     if not _BCP47.match(tag):

@@ -49,6 +49,7 @@ VALUES = {
              "退役军人": "veteran", "低保": "low_income"},
 }
 YES = {"y", "yes", "true", "1", "是", "同意"}
+_REGISTER = RegisterResident()  # one instance: building a schema costs more than loading a row
 XLSX_MAGIC = b"PK\x03\x04"
 
 
@@ -161,7 +162,7 @@ def to_command(number: int, raw: dict) -> tuple[dict | None, list[RowError]]:
         consent[channel] = values.pop(f"consent_{channel}", "").lower() in YES
     values["consent"] = consent
     try:
-        return RegisterResident().load(values), []
+        return _REGISTER.load(values), []
     except ValidationError as exc:
         return None, [RowError(number, column, _reason(column, messages, values))
                       for column, messages in _flatten(exc.messages)]
