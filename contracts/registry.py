@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError
@@ -57,7 +58,7 @@ class MessageType:
         """
         schema = self.schema()
         try:
-            loaded = schema.load(data)
+            loaded = schema.load(_plain(data))
         except ValidationError as exc:
             raise InvalidPayload(self.name, self.version, exc.messages) from None
         return schema.dump(loaded)
@@ -70,6 +71,17 @@ class MessageType:
             return self.schema(unknown=EXCLUDE).load(data)
         except ValidationError as exc:
             raise InvalidPayload(self.name, self.version, exc.messages) from None
+
+
+def _plain(value):
+    """Dates as the ISO strings the wire carries, so producers may hand over ``date`` objects."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    return value
 
 
 class Registry:

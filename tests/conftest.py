@@ -173,3 +173,36 @@ def mongo_client(mongo_uri):
     client = pymongo.MongoClient(mongo_uri, tz_aware=True)
     yield client
     client.close()
+
+
+@pytest.fixture
+def bus_tap(amqp_uri):
+    """Every message a service publishes, read back from its events exchange.
+
+    ``tap = bus_tap("residents")`` binds a queue now; ``tap.messages()`` drains
+    it and returns the envelopes, in order.
+    """
+    from kombu import Connection, Exchange, Queue
+
+    connection = Connection(amqp_uri)
+
+    class Tap:
+        def __init__(self, service):
+            exchange = Exchange(f"{service}.events", type="topic", durable=True)
+            self.queue = Queue(f"test-tap-{service}", exchange=exchange, routing_key="#", auto_delete=False)
+            self.queue(connection.default_channel).declare()
+
+        def messages(self, wait_s=0.5):
+            import json
+
+            import eventlet
+
+            eventlet.sleep(wait_s)  # let in-flight publishes land
+            bound = self.queue(connection.default_channel)
+            found = []
+            while (message := bound.get(no_ack=True)) is not None:
+                found.append(json.loads(message.body))
+            return found
+
+    yield Tap
+    connection.release()

@@ -73,10 +73,16 @@ class Database:
 
 
 class MongoDatabase(DependencyProvider):
-    """Provides the service's database, named ``<MONGO_DB_PREFIX><name>``."""
+    """Provides the service's database, named ``<MONGO_DB_PREFIX><name>``.
 
-    def __init__(self, name: str):
+    ``documents``: the service's mongoengine classes, whose indexes are built
+    in ``setup()`` — before the first request, not lazily by the first write,
+    which would let concurrent writes slip past a unique index still missing.
+    """
+
+    def __init__(self, name: str, documents=()):
         self.name = name
+        self.documents = tuple(documents)
         self.client = None
 
     def setup(self):
@@ -98,6 +104,8 @@ class MongoDatabase(DependencyProvider):
                 )
             _alias_users[self.name] = _alias_users.get(self.name, 0) + 1
         self.client = mongoengine.get_connection(self.name)
+        for document in self.documents:
+            document.ensure_indexes()
 
     def stop(self):
         if self.client is None:

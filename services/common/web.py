@@ -75,6 +75,8 @@ def read_json(request) -> dict:
 class ApiEndpoint(HttpRequestHandler):
     def __init__(self, method, url, scope: str | None = None, **kwargs):
         self.scope = scope
+        # The caller's mistakes are logged as warnings, not as our errors.
+        kwargs.setdefault("expected_exceptions", (ApiError, AuthError, HTTPException))
         super().__init__(method, url, **kwargs)
 
     def setup(self):

@@ -41,6 +41,7 @@ class Resident(Document):
     household_id = StringField()
     name = StringField()
     name_romanised = StringField()
+    name_search = StringField()
     gender = StringField(default="unspecified")
     birth_date = DateField()
     birth_year = IntField()  # kept through erasure, for age bands
@@ -127,3 +128,6 @@ class ReminderRun(Document):
     id = StringField(primary_key=True)  # the ISO date
     sent = IntField(default=0)
     at = DateTimeField(default=_now)
+
+
+ALL_DOCUMENTS = (Resident, ImportJob, ImportRow, ContactAccess, PermitReminder, ReminderRun)

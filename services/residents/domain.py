@@ -48,6 +48,13 @@ def romanise(name: str) -> str:
     return "".join(syllables).lower()
 
 
+def search_text(name: str) -> str:
+    """What a name search looks in: the name, its romanised form, and that without spaces,
+    so ``秀英``, ``wang xiuying`` and ``WangXiuying`` all find 王秀英."""
+    romanised = romanise(name)
+    return " | ".join((" ".join(name.lower().split()), romanised, romanised.replace(" ", "")))
+
+
 class Consent(Schema):
     class Meta:
         unknown = RAISE
@@ -215,5 +222,5 @@ CONTACT_PURPOSES = {
     "event_checkin": ("name", "community_id"),
 }
 
-ERASABLE_FIELDS = ("name", "name_romanised", "phone", "email", "birth_date", "document_type",
+ERASABLE_FIELDS = ("name", "name_romanised", "name_search", "phone", "email", "birth_date", "document_type",
                    "document_cipher", "document_key", "person_key", "household_id")

@@ -77,6 +77,7 @@ def to_document(vault: Vault, command: dict, import_id: str | None = None) -> Re
     stored.update(_identity_keys(vault, command))
     stored["document_cipher"] = vault.encrypt(command.get("document_number"))
     stored["name_romanised"] = domain.romanise(command["name"])
+    stored["name_search"] = domain.search_text(command["name"])
     stored["birth_year"] = command["birth_date"].year if command.get("birth_date") else None
     return Resident(**stored, import_id=import_id)
 
@@ -124,6 +125,7 @@ def update(vault: Vault, publish, resident: Resident, changes: dict) -> list[str
     for key, value in _identity_keys(vault, after).items():
         setattr(resident, key, value)
     resident.name_romanised = domain.romanise(after["name"])
+    resident.name_search = domain.search_text(after["name"])
     resident.birth_year = after["birth_date"].year if after.get("birth_date") else None
     resident.updated_at = datetime.now(timezone.utc)
     try:
@@ -243,10 +245,7 @@ def search(vault: Vault, query: dict, with_pii: bool) -> dict:
     if query["status"] != "all":
         filters &= Q(status=query["status"])
     if query.get("name"):
-        needle = query["name"].strip()
-        latin = " ".join(needle.lower().split())
-        filters &= (Q(name__icontains=needle) | Q(name_romanised__icontains=latin)
-                    | Q(name_romanised__icontains=latin.replace(" ", "")))
+        filters &= Q(name_search__contains=" ".join(query["name"].lower().split()))
     matches = Resident.objects(filters).order_by("name_romanised", "id")
     total = matches.count()
     start = (query["page"] - 1) * query["page_size"]

@@ -17,7 +17,7 @@ from services.common.messaging import MessageDispatcher
 from services.common.mongo import MongoDatabase
 from services.common.web import ApiError, NotFound, ValidationFailed, api, read_json
 from services.residents import imports, registry, reminders
-from services.residents.documents import ImportJob
+from services.residents.documents import ALL_DOCUMENTS, ImportJob
 from services.residents.domain import MoveResident, RecordDeparture, RegisterResident, SearchResidents, UpdateResident
 from services.residents.forms import FormError
 from services.residents.privacy import PII_SCOPE
@@ -28,7 +28,7 @@ def _load(schema, data, what="the request"):
     try:
         return schema.load(data)
     except ValidationError as exc:
-        raise ValidationFailed(f"{what} is not valid", {"fields": exc.messages}) from None
+        raise ValidationFailed(f"{what} is not valid", {"fields": exc.normalized_messages()}) from None
 
 
 def _with_pii(request) -> bool:
@@ -38,7 +38,7 @@ def _with_pii(request) -> bool:
 class ResidentsService(ServiceBase):
     name = "residents"
 
-    db = MongoDatabase("residents")
+    db = MongoDatabase("residents", documents=ALL_DOCUMENTS)
     vault = ResidentsVault()
     publish = MessageDispatcher()
     myself = RpcProxy("residents")
@@ -72,7 +72,7 @@ class ResidentsService(ServiceBase):
         try:
             changed = registry.update(self.vault, self.publish, resident, changes)
         except ValidationError as exc:
-            raise ValidationFailed("the update is not valid", {"fields": exc.messages}) from None
+            raise ValidationFailed("the update is not valid", {"fields": exc.normalized_messages()}) from None
         return {"id": resident_id, "changed_fields": changed}
 
     @api("POST", "/residents/<resident_id>/move", scope="residents:write")
