@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import functools
 import json
+from dataclasses import dataclass
 import logging
 import uuid
 from datetime import datetime, timezone
 from functools import partial
 
+import eventlet
 from kombu import Connection, Exchange, Queue
 from nameko.amqp.publish import Publisher
 from nameko.exceptions import ContainerBeingKilled
@@ -27,7 +29,7 @@ from nameko.events import EventDispatcher, EventHandler
 
 from contracts import ContractError, MessageType, build_envelope, parse_envelope
 from services.common.metrics import MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED, MESSAGES_PUBLISHED
-from services.common.mongo import AlreadyProcessed, Database
+from services.common.mongo import Database
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +93,33 @@ class MessageDispatcher(EventDispatcher):
         return publish
 
 
-class MessageHandler(EventHandler):
-    """Consumes one contract message type from one source service."""
+@dataclass(frozen=True)
+class Delivery:
+    envelope: object
+    body: object
+    message: object
 
-    def __init__(self, source_service: str, message_type: MessageType, **kwargs):
+
+class MessageHandler(EventHandler):
+    """Consumes one contract message type from one source service.
+
+    Deliveries are handed to a worker in batches of up to ``max_batch``
+    (whatever has arrived within ``max_wait_s``), so a projection can apply
+    many messages in one transaction. A batch whose worker fails is retried
+    one message at a time, so only the message that cannot be handled is
+    parked in the dead-letter queue.
+    """
+
+    def __init__(self, source_service: str, message_type: MessageType, max_batch=1, max_wait_s=0.02, **kwargs):
         self.message_type = message_type
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
         super().__init__(source_service, message_type.name, **kwargs)
 
     def setup(self):
         super().setup()
+        self._pending: list[Delivery] = []
+        self._flush_timer = None
         self.dead_letter_queue = dead_letter_queue(self.queue.name)
         self.dead_letter_publisher = Publisher(
             self.container.config["AMQP_URI"],
@@ -112,7 +132,6 @@ class MessageHandler(EventHandler):
             self.dead_letter_queue.bind(connection.default_channel).declare()
 
     def handle_message(self, body, message):
-        service = self.container.service_name
         try:
             envelope = parse_envelope(body)
             if envelope.type != self.message_type.name:
@@ -123,22 +142,44 @@ class MessageHandler(EventHandler):
             self.dead_letter(body, message, exc)
             self.queue_consumer.ack_message(message)
             return
+        self._pending.append(Delivery(envelope, body, message))
+        if len(self._pending) >= self.max_batch:
+            self._flush()
+        elif self._flush_timer is None:
+            self._flush_timer = eventlet.spawn_after(self.max_wait_s, self._flush)
 
-        context_data = self.unpack_message_headers(message)
-        context_data[CORRELATION_KEY] = envelope.correlationid or envelope.id
-        handle_result = partial(self.handle_processed, message, body)
+    def _flush(self):
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()  # a no-op when the timer itself is flushing
+            self._flush_timer = None
+        batch, self._pending = self._pending, []
+        if batch:
+            self._spawn(batch)
+
+    def _spawn(self, batch: list[Delivery]):
+        first = batch[0]
+        context_data = self.unpack_message_headers(first.message)
+        # A batch runs as one worker: it carries the first message's correlation id.
+        context_data[CORRELATION_KEY] = first.envelope.correlationid or first.envelope.id
         try:
             self.container.spawn_worker(
-                self, (envelope,), {}, context_data=context_data, handle_result=handle_result
+                self, ([d.envelope for d in batch],), {}, context_data=context_data,
+                handle_result=partial(self.handle_processed, batch),
             )
         except ContainerBeingKilled:
-            self.queue_consumer.requeue_message(message)
-        log.debug("%s: handed %s %s to a worker", service, envelope.type, envelope.id)
+            for delivery in batch:
+                self.queue_consumer.requeue_message(delivery.message)
 
-    def handle_processed(self, message, body, worker_ctx, result=None, exc_info=None):
-        if exc_info is not None:
-            self.dead_letter(body, message, exc_info[1])
-        self.queue_consumer.ack_message(message)
+    def handle_processed(self, batch, worker_ctx, result=None, exc_info=None):
+        if exc_info is None:
+            for delivery in batch:
+                self.queue_consumer.ack_message(delivery.message)
+        elif len(batch) == 1:
+            self.dead_letter(batch[0].body, batch[0].message, exc_info[1])
+            self.queue_consumer.ack_message(batch[0].message)
+        else:
+            # Find the message that fails: each on its own, outside this worker.
+            self.container.spawn_managed_thread(lambda: [self._spawn([d]) for d in batch])
         return result, exc_info
 
     def dead_letter(self, body, message, error: BaseException) -> None:
@@ -173,21 +214,37 @@ def _database_of(service) -> Database:
     return found[0]
 
 
-def message_handler(source_service: str, message_type: MessageType, **kwargs):
-    """Decorate ``method(self, envelope)`` to handle ``message_type`` from ``source_service``."""
+def message_handler(source_service: str, message_type: MessageType, *, batch: bool = False,
+                    max_batch: int = 200, max_wait_s: float = 0.02, **kwargs):
+    """Decorate a handler of ``message_type`` from ``source_service``.
+
+    ``method(self, envelope)`` by default; with ``batch=True``,
+    ``method(self, envelopes)`` receives up to ``max_batch`` at once. Either
+    way it sees each envelope id once per consumer, and its writes through the
+    service's ``MongoDatabase`` (``session=self.db.session``) commit together
+    with the record that the envelopes were processed.
+    """
 
     def decorate(method):
         @functools.wraps(method)
-        def handle_once(self, envelope):
+        def handle_once(self, envelopes):
             consumer = f"{self.name}.{method.__name__}"
-            try:
-                result = _database_of(self).exactly_once(consumer, envelope.id, lambda: method(self, envelope))
-            except AlreadyProcessed:
-                MESSAGES_CONSUMED.labels(self.name, envelope.type, "duplicate").inc()
-                return None
-            MESSAGES_CONSUMED.labels(self.name, envelope.type, "processed").inc()
-            return result
 
-        return MessageHandler.decorator(source_service, message_type, **kwargs)(handle_once)
+            def effect(fresh):
+                if batch:
+                    method(self, fresh)
+                else:
+                    for envelope in fresh:
+                        method(self, envelope)
+
+            fresh = _database_of(self).exactly_once(consumer, envelopes, effect)
+            type_name = message_type.name
+            MESSAGES_CONSUMED.labels(self.name, type_name, "processed").inc(len(fresh))
+            if len(fresh) < len(envelopes):
+                MESSAGES_CONSUMED.labels(self.name, type_name, "duplicate").inc(len(envelopes) - len(fresh))
+
+        return MessageHandler.decorator(
+            source_service, message_type, max_batch=max_batch if batch else 1, max_wait_s=max_wait_s, **kwargs
+        )(handle_once)
 
     return decorate

@@ -15,15 +15,11 @@ from datetime import datetime, timezone
 
 import mongoengine
 from nameko.extensions import DependencyProvider
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 PROCESSED_COLLECTION = "processed_messages"
 _aliases_lock = threading.Lock()
 _alias_users: dict[str, int] = {}
-
-
-class AlreadyProcessed(Exception):
-    """This consumer has already handled this message id; its effect is stored."""
 
 
 class Database:
@@ -37,32 +33,43 @@ class Database:
     def __getitem__(self, collection_name: str):
         return self.db[collection_name]
 
-    def exactly_once(self, consumer: str, message_id: str, effect):
-        """Run ``effect()`` in a transaction that also records ``message_id`` as processed.
+    def exactly_once(self, consumer: str, envelopes: list, effect) -> list:
+        """Run ``effect(fresh)`` in a transaction that also records each envelope id as processed.
 
-        The record's unique ``_id`` makes a second delivery fail to insert it,
-        so the effect and the record that it happened commit or vanish together;
-        a repeated id raises ``AlreadyProcessed`` before ``effect`` runs. A
-        transaction that conflicts with a concurrent one (two messages updating
-        one projection) is retried by pymongo's ``with_transaction``.
+        ``fresh`` is ``envelopes`` less those this consumer has already
+        processed; their records are inserted in the same transaction as the
+        effect, under a unique ``_id``, so effect and record commit or vanish
+        together. Returns ``fresh``. A transaction that conflicts with a
+        concurrent one (two batches updating one projection) is retried by
+        pymongo's ``with_transaction``; one that lost a race for a claim is
+        retried here, and then finds the claim taken.
         """
-        claim_id = f"{consumer}:{message_id}"
+        claims = self.db[PROCESSED_COLLECTION]
+        ids = {f"{consumer}:{envelope.id}": envelope for envelope in envelopes}
 
         def in_transaction(session):
-            try:
-                self.db[PROCESSED_COLLECTION].insert_one(
-                    {"_id": claim_id, "processed_at": datetime.now(timezone.utc)}, session=session
-                )
-            except DuplicateKeyError:
-                raise AlreadyProcessed(claim_id) from None
+            taken = {doc["_id"] for doc in claims.find({"_id": {"$in": list(ids)}}, {"_id": 1}, session=session)}
+            fresh_ids = [claim_id for claim_id in ids if claim_id not in taken]
+            if not fresh_ids:
+                return []
+            now = datetime.now(timezone.utc)
+            claims.insert_many([{"_id": claim_id, "processed_at": now} for claim_id in fresh_ids], session=session)
+            fresh = [ids[claim_id] for claim_id in fresh_ids]
             self.session = session
             try:
-                return effect()
+                effect(fresh)
             finally:
                 self.session = None
+            return fresh
 
-        with self.client.start_session() as session:
-            return session.with_transaction(in_transaction)
+        for attempt in range(3):
+            try:
+                with self.client.start_session() as session:
+                    return session.with_transaction(in_transaction)
+            except (DuplicateKeyError, BulkWriteError):
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def ping(self) -> bool:
         try:

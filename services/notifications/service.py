@@ -17,12 +17,14 @@ class NotificationsService(ServiceBase):
 
     db = MongoDatabase("notifications")
 
-    @message_handler("residents", RESIDENT_REGISTERED)
-    def welcome(self, envelope):
-        facts = envelope.data
-        message = render("welcome", facts["preferred_language"], community_id=facts["community_id"])
-        self.db[INBOX].insert_one(
-            {
+    @message_handler("residents", RESIDENT_REGISTERED, batch=True)
+    def welcome(self, envelopes):
+        now = datetime.now(timezone.utc)
+        items = []
+        for envelope in envelopes:
+            facts = envelope.data
+            message = render("welcome", facts["preferred_language"], community_id=facts["community_id"])
+            items.append({
                 # One welcome per resident, whatever else happens upstream.
                 "_id": f"welcome:{facts['resident_id']}",
                 "resident_id": facts["resident_id"],
@@ -32,11 +34,10 @@ class NotificationsService(ServiceBase):
                 "title": message.title,
                 "body": message.body,
                 "fact_id": envelope.id,
-                "created_at": datetime.now(timezone.utc),
+                "created_at": now,
                 "read_at": None,
-            },
-            session=self.db.session,
-        )
+            })
+        self.db[INBOX].insert_many(items, session=self.db.session)
 
     @api("GET", "/residents/<resident_id>/inbox", scope="notifications:read")
     def inbox(self, request, resident_id):

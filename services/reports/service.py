@@ -12,10 +12,10 @@ class ReportsService(ServiceBase):
 
     db = MongoDatabase("reports")
 
-    @message_handler("residents", RESIDENT_REGISTERED)
-    def on_resident_registered(self, envelope):
-        projections.record(self.db, envelope)
-        projections.count_registered_resident(self.db, envelope.data)
+    @message_handler("residents", RESIDENT_REGISTERED, batch=True)
+    def on_resident_registered(self, envelopes):
+        projections.record(self.db, envelopes)
+        projections.count_registered_residents(self.db, [envelope.data for envelope in envelopes])
 
     @api("GET", "/communities/<community_id>/summary", scope="reports:read")
     def summary(self, request, community_id):

@@ -75,7 +75,8 @@ class ResidentFields(Schema):
     name = fields.String(validate=validate.Length(min=1, max=200))
     gender = fields.String(validate=validate.OneOf(GENDERS))
     birth_date = fields.Date(allow_none=True)
-    phone = fields.String(allow_none=True, validate=validate.Regexp(r"^\+?[0-9 ()-]{5,20}$"))
+    phone = fields.String(allow_none=True, validate=validate.Regexp(
+        r"^\+?[0-9 ()-]{5,20}$", error="not a phone number: 5 to 20 digits, spaces, +, ( ) or -"))
     email = fields.Email(allow_none=True)
     residence_type = fields.String(validate=validate.OneOf(RESIDENCE_TYPES))
     nationality = fields.String()
@@ -83,7 +84,8 @@ class ResidentFields(Schema):
     tags = fields.List(fields.String(validate=validate.Length(min=1, max=40)), validate=validate.Length(max=30))
     consent = fields.Nested(Consent)
     document_type = fields.String(allow_none=True, validate=validate.OneOf(DOCUMENT_TYPES))
-    document_number = fields.String(allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9-]{5,30}$"))
+    document_number = fields.String(allow_none=True, validate=validate.Regexp(
+        r"^[A-Za-z0-9-]{5,30}$", error="not a document number: 5 to 30 letters, digits or -"))
     permit_type = fields.String(allow_none=True, validate=validate.OneOf(PERMIT_TYPES))
     permit_expires_on = fields.Date(allow_none=True)
 

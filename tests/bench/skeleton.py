@@ -26,6 +26,7 @@ import requests
 
 from services.common import platform as linli_platform
 from services.common.auth import dev_secret, issue_token
+from tests.data.sample_form import form_csv
 
 
 def rabbitmqctl(*args: str) -> None:
@@ -58,9 +59,8 @@ def baseline(amqp_uri: str, count: int) -> float:
     return count / elapsed
 
 
-def skeleton(amqp_uri: str, count: int, clients: int) -> tuple[float, float]:
-    """Residents per second from the first POST until reports counts them all,
-    and the median registration → counted latency of a single resident."""
+def start_platform(amqp_uri: str) -> tuple[linli_platform.Platform, dict, dict]:
+    """The four services as `linli up` starts them, in a temporary var/; (platform, urls, headers)."""
     var = Path(tempfile.mkdtemp(prefix="linli-bench-"))
     os.environ.update(
         LINLI_VAR_DIR=str(var),
@@ -71,41 +71,65 @@ def skeleton(amqp_uri: str, count: int, clients: int) -> tuple[float, float]:
     os.environ.pop("LINLI_MONGO_URI", None)
     stack = linli_platform.Platform(var=var, rabbitmq_owner=None)
     stack.start()
-    try:
-        urls = {child.name: child.url for child in stack.children if child.url}
-        token = issue_token(dev_secret(var), subject="bench", scopes=["residents:write", "reports:read"],
-                            communities=["*"])
-        headers = {"Authorization": f"Bearer {token}"}
-        community = f"bench-{uuid.uuid4().hex[:6]}"
+    urls = {child.name: child.url for child in stack.children if child.url}
+    token = issue_token(dev_secret(var), subject="bench", scopes=["residents:read", "residents:write", "reports:read"],
+                        communities=["*"])
+    return stack, urls, {"Authorization": f"Bearer {token}"}
 
-        def register(i: int) -> None:
-            body = {"community_id": community, "name": f"居民{i}", "residence_type": "registered",
-                    "nationality": "CN", "preferred_language": "zh-CN"}
-            with requests.Session() as session:
-                response = session.post(urls["residents"] + "/residents", json=body, headers=headers)
-            response.raise_for_status()
 
-        def counted() -> int:
-            response = requests.get(f"{urls['reports']}/communities/{community}/summary", headers=headers)
-            return response.json()["residents_total"] if response.status_code == 200 else 0
+def counted(urls, headers, community) -> int:
+    response = requests.get(f"{urls['reports']}/communities/{community}/summary", headers=headers)
+    return response.json()["residents_total"] if response.status_code == 200 else 0
 
-        # One resident alone first, for latency; then the rate under load.
-        latencies = []
-        for i in range(5):
-            started = time.perf_counter()
-            register(-1 - i)
-            while counted() < i + 1:
-                time.sleep(0.002)
-            latencies.append(time.perf_counter() - started)
+
+def skeleton(urls: dict, headers: dict, count: int, clients: int) -> tuple[float, float]:
+    """Residents per second from the first POST until reports counts them all,
+    and the median registration → counted latency of a single resident."""
+    community = f"bench-{uuid.uuid4().hex[:6]}"
+
+    def register(i: int) -> None:
+        body = {"community_id": community, "name": f"居民{i}", "residence_type": "registered",
+                "nationality": "CN", "preferred_language": "zh-CN"}
+        with requests.Session() as session:
+            response = session.post(urls["residents"] + "/residents", json=body, headers=headers)
+        response.raise_for_status()
+
+    # One resident alone first, for latency; then the rate under load.
+    latencies = []
+    for i in range(5):
         started = time.perf_counter()
-        with ThreadPoolExecutor(clients) as pool:
-            list(pool.map(register, range(count)))
-        while counted() < count + 5:
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
-        return count / elapsed, sorted(latencies)[len(latencies) // 2]
-    finally:
-        stack.stop()
+        register(-1 - i)
+        while counted(urls, headers, community) < i + 1:
+            time.sleep(0.002)
+        latencies.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(register, range(count)))
+    while counted(urls, headers, community) < count + 5:
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    return count / elapsed, sorted(latencies)[len(latencies) // 2]
+
+
+def form_import(urls: dict, headers: dict, rows: int) -> tuple[float, float]:
+    """Residents per second from uploading a collection form of ``rows`` fictional
+    residents until reports counts every one; and the import alone (until the job completes)."""
+    community = f"bench-form-{uuid.uuid4().hex[:6]}"
+    content = form_csv(rows, seed=rows, community=community)
+    started = time.perf_counter()
+    response = requests.post(urls["residents"] + "/residents/imports", data=content, headers=headers,
+                             params={"filename": "bench.csv"}, timeout=600)
+    response.raise_for_status()
+    job_url = f"{urls['residents']}/residents/imports/{response.json()['id']}"
+    imported_in = None
+    while True:
+        if imported_in is None and requests.get(job_url, headers=headers).json()["status"] == "completed":
+            imported_in = time.perf_counter() - started
+        if counted(urls, headers, community) >= rows:
+            break
+        time.sleep(0.25)
+    elapsed = time.perf_counter() - started
+    return rows / elapsed, rows / (imported_in or elapsed)
 
 
 def _free_port() -> int:
@@ -121,6 +145,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000, help="baseline message count")
     parser.add_argument("--residents", type=int, default=500, help="residents registered by the skeleton run")
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--form-rows", type=int, default=50_000, help="rows of the collection form imported")
     args = parser.parse_args()
 
     vhost = f"linli-bench-{uuid.uuid4().hex[:8]}"
@@ -130,10 +155,19 @@ def main() -> None:
     try:
         base_rate = baseline(amqp_uri, args.messages)
         print(f"baseline  pika publish (confirmed) + consume/ack   {args.messages:>6} msgs   {base_rate:10.1f} msg/s")
-        rate, latency = skeleton(amqp_uri, args.residents, args.clients)
-        print(f"skeleton  POST /residents -> counted by reports    {args.residents:>6} residents {rate:7.1f} residents/s"
-              f"   (one alone: {latency * 1000:.0f} ms median of 5)")
-        print(f"ratio     skeleton / baseline = {rate / base_rate:.4f}   (the raw broker is {base_rate / rate:.1f}x faster)")
+        stack, urls, headers = start_platform(amqp_uri)
+        try:
+            rate, latency = skeleton(urls, headers, args.residents, args.clients)
+            print(f"skeleton  POST /residents -> counted by reports    {args.residents:>6} residents "
+                  f"{rate:7.1f} residents/s   (one alone: {latency * 1000:.0f} ms median of 5)")
+            print(f"ratio     skeleton / baseline = {rate / base_rate:.4f}   "
+                  f"(the raw broker is {base_rate / rate:.1f}x faster)")
+            form_rate, import_rate = form_import(urls, headers, args.form_rows)
+            print(f"import    collection form -> counted by reports  {args.form_rows:>6} rows "
+                  f"{form_rate:9.1f} residents/s   (the import job alone: {import_rate:.1f} rows/s)")
+            print(f"ratio     import / baseline = {form_rate / base_rate:.4f}   (goal: 0.3)")
+        finally:
+            stack.stop()
     finally:
         rabbitmqctl("delete_vhost", vhost)
 
