@@ -75,6 +75,7 @@ class ImportJob(Document):
     status = StringField(default="queued", choices=("queued", "running", "completed", "failed"))
     rows_total = IntField(default=0)
     rows_done = IntField(default=0)
+    last_row = IntField(default=0)  # rows up to here are handled: where a restart resumes
     registered = IntField(default=0)
     already_registered = IntField(default=0)
     rejected = IntField(default=0)

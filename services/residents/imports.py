@@ -1,9 +1,9 @@
 """Bulk registration from a collection form: accept the file, then register its rows in batches.
 
 Accepting stores the rows and answers at once; ``run`` registers them (a
-worker of the residents service, started over RPC), recording progress on
-the job so it can be polled, and deletes each row once handled — the form's
-personal data is not kept twice.
+worker of the residents service, started over RPC) in batches, recording
+progress on the job so it can be polled and resumed, and deletes the rows
+once all are handled — the form's personal data is not kept twice.
 """
 from __future__ import annotations
 
@@ -54,22 +54,25 @@ def run(vault: Vault, publish, job_id: str) -> ImportJob:
     if job is None or job.status == "completed":
         return job
     ImportJob.objects(id=job_id).update_one(set__status="running")
+    last_row = job.last_row
     while True:
-        batch = list(ImportRow.objects(import_id=job_id).order_by("row").limit(BATCH_ROWS))
+        # Resumable: rows up to ``last_row`` were handled before a restart.
+        batch = list(ImportRow.objects(import_id=job_id, row__gt=last_row).order_by("row").limit(BATCH_ROWS))
         if not batch:
             break
+        last_row = batch[-1].row
         counts, errors = _register_batch(vault, publish, batch, job_id)
         ImportJob.objects(id=job_id).update_one(
             inc__rows_done=len(batch), inc__registered=counts["registered"],
             inc__already_registered=counts["already_registered"], inc__rejected=counts["rejected"],
-            inc__errors_total=len(errors),
+            inc__errors_total=len(errors), set__last_row=last_row,
         )
         if errors:
             job.reload("errors")
             room = MAX_REPORTED_ERRORS - len(job.errors)
             if room > 0:
                 ImportJob.objects(id=job_id).update_one(push_all__errors=[e.as_dict() for e in errors[:room]])
-        ImportRow.objects(id__in=[row.id for row in batch]).delete()
+    ImportRow._get_collection().delete_many({"import_id": job_id})  # the form's data is not kept twice
     ImportJob.objects(id=job_id).update_one(set__status="completed", set__finished_at=datetime.now(timezone.utc))
     job.reload()
     publish(
@@ -93,7 +96,7 @@ def _register_batch(vault, publish, batch, job_id):
             errors.extend(row_errors)
             counts["rejected"] += 1
             continue
-        documents.append(registry.to_document(vault, command, import_id=job_id).to_mongo())
+        documents.append(registry.to_record(vault, command, import_id=job_id))
         numbers.append(row.row)
     if not documents:
         return counts, errors
@@ -110,7 +113,7 @@ def _register_batch(vault, publish, batch, job_id):
             counts["already_registered"] += 1
             continue
         counts["registered"] += 1
-        registry.announce_registered(publish, Resident._from_son(document))
+        registry.announce_registered(publish, document)
     return counts, errors
 
 

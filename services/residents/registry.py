@@ -10,6 +10,7 @@ from datetime import date, datetime, timezone
 from bson import ObjectId
 from bson.errors import InvalidId
 from mongoengine import NotUniqueError
+from pymongo.errors import DuplicateKeyError
 from mongoengine.queryset.visitor import Q
 
 from contracts import (
@@ -72,33 +73,45 @@ def _existing_duplicate(keys: dict) -> DuplicateResident:
     raise RuntimeError("a unique index refused a resident, but no duplicate can be found")
 
 
-def to_document(vault: Vault, command: dict, import_id: str | None = None) -> Resident:
-    stored = {k: v for k, v in command.items() if k != "document_number"}
-    stored.update(_identity_keys(vault, command))
-    stored["document_cipher"] = vault.encrypt(command.get("document_number"))
-    stored["name_romanised"] = domain.romanise(command["name"])
-    stored["name_search"] = domain.search_text(command["name"])
-    stored["birth_year"] = command["birth_date"].year if command.get("birth_date") else None
-    return Resident(**stored, import_id=import_id)
+def to_record(vault: Vault, command: dict, import_id: str | None = None) -> dict:
+    """A ``RegisterResident`` command as the document stored: the document number
+    encrypted, identity keys and romanised name added. Plain pymongo types, so a
+    form's thousands of rows go to ``insert_many`` without a mongoengine object each."""
+    record = {k: v for k, v in command.items() if k != "document_number" and v is not None}
+    for field in ("birth_date", "permit_expires_on"):
+        if isinstance(record.get(field), date):
+            record[field] = datetime(record[field].year, record[field].month, record[field].day)
+    record.update({k: v for k, v in _identity_keys(vault, command).items() if v})
+    if command.get("document_number"):
+        record["document_cipher"] = vault.encrypt(command["document_number"])
+    record["name_romanised"] = domain.romanise(command["name"])
+    record["name_search"] = domain.search_text(command["name"])
+    if command.get("birth_date"):
+        record["birth_year"] = command["birth_date"].year
+    now = datetime.now(timezone.utc)
+    record.update(status="active", registered_at=now, updated_at=now)
+    if import_id:
+        record["import_id"] = import_id
+    return record
 
 
 def register(vault: Vault, publish, command: dict) -> str:
-    resident = to_document(vault, command)
+    record = to_record(vault, command)
     try:
-        resident.save(force_insert=True)
-    except NotUniqueError:
+        Resident._get_collection().insert_one(record)
+    except DuplicateKeyError:
         raise _existing_duplicate(_identity_keys(vault, command)) from None
-    announce_registered(publish, resident)
-    return str(resident.id)
+    announce_registered(publish, record)
+    return str(record["_id"])
 
 
-def announce_registered(publish, resident: Resident) -> None:
-    resident_id = str(resident.id)
+def announce_registered(publish, record: dict) -> None:
+    resident_id = str(record["_id"])
     publish(
         RESIDENT_REGISTERED,
-        domain.facts(resident_id, resident.to_mongo().to_dict()),
+        domain.facts(resident_id, record),
         subject=resident_id,
-        community=resident.community_id,
+        community=record["community_id"],
         message_id=fact_id("resident.registered", resident_id),
     )
 
