@@ -184,3 +184,50 @@ def test_a_payload_breaking_the_contract_is_parked_not_handled(counter, config, 
     assert "residence_type" in parked[0].headers["x-linli-error"]
     effect_docs, _ = effects
     assert effect_docs.count_documents({}) == 0
+
+
+class BatchCounter:
+    name = "batch_counter"
+    db = MongoDatabase("batch_counter")
+
+    @message_handler("producer", RESIDENT_REGISTERED, batch=True, max_batch=50, max_wait_s=0.2)
+    def count(self, envelopes):
+        if any("explode" in e.data["tags"] for e in envelopes):
+            raise ValueError("refusing an exploding resident (test)")
+        self.db["effects"].update_one(
+            {"_id": "tongzilin"}, {"$inc": {"n": len(envelopes), "batches": 1}}, upsert=True, session=self.db.session
+        )
+
+
+def test_a_batch_with_one_poison_message_parks_only_that_one(container_factory, config, mongo_client):
+    container = container_factory(BatchCounter, {**config, "max_workers": 50})
+    container.start()
+    database = mongo_client[config["MONGO_DB_PREFIX"] + "batch_counter"]
+    dead_letter = queue_of(container, "count").name + ".dead-letter"
+
+    def effect_when(done):
+        for _ in range(100):
+            effect = database["effects"].find_one({"_id": "tongzilin"}) or {}
+            if done(effect):
+                return effect
+            eventlet.sleep(0.1)
+        return effect
+
+    good = [build_envelope("resident.registered", facts(resident_id=f"r{i}"), source="linli/producer")
+            for i in range(20)]
+    for envelope in good + [good[3]]:  # and one redelivery
+        publish_raw(config["AMQP_URI"], envelope.to_wire())
+    effect = effect_when(lambda e: e.get("n", 0) >= 20)
+    assert effect["n"] == 20  # each once, the redelivered one included
+    assert effect["batches"] < 20  # applied in batches, not one by one
+
+    mixed = [build_envelope("resident.registered", facts(resident_id=f"m{i}", tags=["explode"] if i == 2 else []),
+                            source="linli/producer") for i in range(5)]
+    for envelope in mixed:
+        publish_raw(config["AMQP_URI"], envelope.to_wire())
+    effect = effect_when(lambda e: e.get("n", 0) >= 24)
+    eventlet.sleep(0.5)
+    parked = drain(config["AMQP_URI"], dead_letter)
+    assert [json.loads(m.body)["id"] for m in parked] == [mixed[2].id]
+    assert effect["n"] == 24
+    assert database[PROCESSED_COLLECTION].count_documents({}) == 24
