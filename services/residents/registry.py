@@ -126,6 +126,8 @@ def _as_command(resident: Resident, vault: Vault) -> dict:
 def update(vault: Vault, publish, resident: Resident, changes: dict) -> list[str]:
     _require_active(resident)
     current = _as_command(resident, vault)
+    if "consent" in changes:  # a partial consent changes only the channels it names
+        changes = {**changes, "consent": {**(current.get("consent") or {}), **changes["consent"]}}
     changed = {k: v for k, v in changes.items() if current.get(k) != v}
     if not changed:
         return []

@@ -5,6 +5,8 @@ token's community, call one use case in ``registry``/``imports``/``reminders``.
 """
 from datetime import date
 
+from bson import ObjectId
+
 from marshmallow import ValidationError
 from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy, rpc
@@ -114,7 +116,7 @@ class ResidentsService(ServiceBase):
 
     @api("GET", "/residents/imports/<import_id>", scope="residents:read")
     def import_status_over_http(self, request, import_id):
-        job = ImportJob.objects(id=import_id).first() if len(import_id) == 24 else None
+        job = ImportJob.objects(id=import_id).first() if ObjectId.is_valid(import_id) else None
         if job is None:
             raise NotFound(f"no import with id {import_id}")
         if not all(request.principal.may_see(c) for c in job.communities):

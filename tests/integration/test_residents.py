@@ -100,6 +100,13 @@ def test_partial_update_names_the_changed_fields_only(api, bus_tap):
     assert api()("GET", f"/residents/{resident_id}").json()["phone"] == "13900002222"
 
 
+def test_a_consent_update_changes_only_the_channels_it_names(api):
+    resident_id = register(api, MARIE)
+    response = api()("PATCH", f"/residents/{resident_id}", json={"consent": {"sms": True}})
+    assert response.json()["changed_fields"] == ["consent"]
+    assert api()("GET", f"/residents/{resident_id}").json()["consent"] == {"inapp": True, "sms": True, "email": False}
+
+
 def test_an_update_that_breaks_a_rule_is_400_and_changes_nothing(api):
     resident_id = register(api, MARIE)
     response = api()("PATCH", f"/residents/{resident_id}", json={"nationality": "CN"})

@@ -111,4 +111,5 @@ def test_a_form_naming_another_community_is_forbidden(post):
 def test_an_unknown_import_is_404(post):
     missing = requests.get(post.base + "/residents/imports/0123456789abcdef01234567", headers=post.headers)
     assert missing.status_code == 404
-    assert requests.get(post.base + "/residents/imports/nope", headers=post.headers).status_code == 404
+    for bad_id in ("nope", "z" * 24):
+        assert requests.get(post.base + f"/residents/imports/{bad_id}", headers=post.headers).status_code == 404
