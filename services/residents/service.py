@@ -143,6 +143,22 @@ class ResidentsService(ServiceBase):
         return registry.search(self.vault, SearchResidents().load(query), with_pii=False)
 
     @rpc
+    def update(self, resident_id: str, changes: dict) -> list:
+        return registry.update(self.vault, self.publish, registry.find(resident_id), UpdateResident().load(changes))
+
+    @rpc
+    def move(self, resident_id: str, command: dict) -> None:
+        registry.move(self.vault, self.publish, registry.find(resident_id), MoveResident().load(command))
+
+    @rpc
+    def depart(self, resident_id: str, command: dict) -> None:
+        registry.depart(self.publish, registry.find(resident_id), RecordDeparture().load(command))
+
+    @rpc
+    def household(self, community_id: str, household_id: str) -> dict:
+        return registry.household(self.vault, community_id, household_id, with_pii=False)
+
+    @rpc
     def get_contact(self, resident_id: str, purpose: str) -> dict:
         return registry.contact(self.vault, resident_id, purpose, self.caller)
 

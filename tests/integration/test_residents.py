@@ -216,3 +216,22 @@ def test_permit_reminders_fire_once_per_threshold(api, bus_tap, config):
         # Tomorrow only the permit that was 31 days out reaches a new threshold.
         assert residents.run_permit_reminders((today + timedelta(days=1)).isoformat()) == 1
         assert [m["data"]["resident_id"] for m in tap.messages()] == [ids[31]]
+
+
+def test_every_operation_is_also_an_rpc(residents, config):
+    from nameko.exceptions import RemoteError
+
+    with ServiceRpcProxy("residents", config) as rpc:
+        resident_id = rpc.register(MARIE)
+        assert rpc.get(resident_id)["document_number"] == "E1234****78"
+        assert rpc.update(resident_id, {"phone": "13900002222"}) == ["phone"]
+        assert rpc.search({"community_id": "tongzilin", "name": "dubois"})["total"] == 1
+        assert [m["id"] for m in rpc.household("tongzilin", "h-17")["members"]] == [resident_id]
+        rpc.move(resident_id, {"community_id": "yulin", "household_id": "h-2"})
+        assert rpc.get(resident_id)["community_id"] == "yulin"
+        rpc.depart(resident_id, {"reason": "moved_away"})
+        assert rpc.get(resident_id)["status"] == "departed"
+        with pytest.raises(RemoteError, match="ValidationError"):
+            rpc.register({**MARIE, "nationality": "XX"})
+        with pytest.raises(RemoteError, match="NotFound"):
+            rpc.get("0123456789abcdef01234567")
