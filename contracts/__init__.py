@@ -14,6 +14,18 @@ from contracts.registry import (
     registry,
 )
 from contracts import residents as _residents  # noqa: F401  (registers types)
+from contracts.events import (  # noqa: E402
+    ATTENDANCE_RECORDED,
+    EVENT_CANCELLED,
+    EVENT_CHANGED,
+    EVENT_COMPLETED,
+    EVENT_SCHEDULED,
+    FEEDBACK_SUBMITTED,
+    REGISTRATION_CANCELLED,
+    REGISTRATION_CONFIRMED,
+    REGISTRATION_PROMOTED,
+    REGISTRATION_WAITLISTED,
+)
 
 RESIDENT_REGISTERED = _residents.RESIDENT_REGISTERED
 RESIDENT_UPDATED = _residents.RESIDENT_UPDATED
@@ -24,6 +36,16 @@ RESIDENT_ERASED = _residents.RESIDENT_ERASED
 RESIDENT_IMPORT_COMPLETED = _residents.RESIDENT_IMPORT_COMPLETED
 
 __all__ = [
+    "ATTENDANCE_RECORDED",
+    "EVENT_CANCELLED",
+    "EVENT_CHANGED",
+    "EVENT_COMPLETED",
+    "EVENT_SCHEDULED",
+    "FEEDBACK_SUBMITTED",
+    "REGISTRATION_CANCELLED",
+    "REGISTRATION_CONFIRMED",
+    "REGISTRATION_PROMOTED",
+    "REGISTRATION_WAITLISTED",
     "ContractError",
     "Envelope",
     "EnvelopeError",

@@ -84,7 +84,11 @@ def mongo_uri():
         time.sleep(0.2)
     yield f"mongodb://127.0.0.1:{port}/?replicaSet=secantus"
     server.terminate()
-    server.wait(30)
+    try:
+        server.wait(20)
+    except subprocess.TimeoutExpired:
+        server.kill()  # never leave a server of ours behind
+        server.wait()
     shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 import mongoengine
 from nameko.extensions import DependencyProvider
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 PROCESSED_COLLECTION = "processed_messages"
 _aliases_lock = threading.Lock()
@@ -70,13 +70,6 @@ class Database:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
-
-    def ping(self) -> bool:
-        try:
-            self.client.admin.command("ping")
-        except PyMongoError:
-            return False
-        return True
 
 
 class MongoDatabase(DependencyProvider):

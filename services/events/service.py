@@ -1,12 +1,204 @@
-"""The events service: community events, registration, check-in and feedback.
+"""The events service: community events, registration, waitlist, check-in and feedback.
 
-The walking skeleton only runs the service; its domain arrives with issue #4.
+Entrypoints translate: load the request through a schema, check the token's
+community, ask residents (over RPC) who a resident is, call one use case.
 """
+from datetime import timedelta
+
+from marshmallow import Schema, ValidationError, fields, validate
+from nameko.dependency_providers import Config
+from nameko.exceptions import RemoteError
+from nameko.rpc import RpcProxy, rpc
+from nameko.timer import timer
+
 from services.common.base import ServiceBase
+from services.common.messaging import MessageDispatcher
 from services.common.mongo import MongoDatabase
+from services.common.web import ApiError, NotFound, ValidationFailed, api, read_json
+from services.events import calendar, domain, registrations
+from services.events.documents import ALL_DOCUMENTS, Registration
+
+
+class RegistrationRequest(Schema):
+    resident_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+class CheckIn(Schema):
+    resident_id = fields.String(validate=validate.Length(min=1, max=64))
+    code = fields.String(validate=validate.Length(min=1, max=64))
+
+
+class Rating(Schema):
+    resident_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    rating = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=10))
+    comment = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+
+def _load(schema, data, what="the request"):
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise ValidationFailed(f"{what} is not valid", {"fields": exc.normalized_messages()}) from None
+
+
+class RuleError(ApiError):
+    """A domain rule, as an HTTP answer naming it."""
+
+    def __init__(self, broken: domain.RuleBroken):
+        super().__init__(broken.message, {"rule": broken.code}, code=broken.code)
+        self.status = broken.status
+
+
+def _rules(call):
+    try:
+        return call()
+    except domain.RuleBroken as broken:
+        raise RuleError(broken) from None
+    except ValidationError as exc:
+        raise ValidationFailed("the change is not valid", {"fields": exc.normalized_messages()}) from None
 
 
 class EventsService(ServiceBase):
     name = "events"
 
-    db = MongoDatabase("events")
+    db = MongoDatabase("events", documents=ALL_DOCUMENTS)
+    publish = MessageDispatcher()
+    residents = RpcProxy("residents")
+    config = Config()
+
+    # -- events ---------------------------------------------------------------
+
+    @api("POST", "/events", scope="events:write")
+    def create_over_http(self, request):
+        command = _load(domain.CreateEvent(), read_json(request), "the event")
+        request.principal.require_community(command["community_id"])
+        return 201, {"ids": calendar.create(command)}
+
+    @api("GET", "/events/<event_id>", scope="events:read")
+    def get_over_http(self, request, event_id):
+        event = self._visible(request, event_id)
+        return {**calendar.view(event, request.args.get("lang", "zh-CN")),
+                "feedback": registrations.feedback_summary(event)}
+
+    @api("GET", "/events", scope="events:read")
+    def list_over_http(self, request):
+        community_id = request.args.get("community_id")
+        if not community_id:
+            raise ValidationFailed("name the community", {"fields": {"community_id": ["required"]}})
+        request.principal.require_community(community_id)
+        events = calendar.Event.objects(community_id=community_id).order_by("starts_at").limit(500)
+        return {"items": [calendar.view(e, request.args.get("lang", "zh-CN")) for e in events]}
+
+    @api("PATCH", "/events/<event_id>", scope="events:write")
+    def change_over_http(self, request, event_id):
+        changes = _load(domain.ChangeEvent(), read_json(request), "the change")
+        event = self._visible(request, event_id)
+        return {"id": event_id, "changed_fields": _rules(lambda: calendar.change(self.publish, event, changes))}
+
+    @api("POST", "/events/<event_id>/<action>", scope="events:write")
+    def lifecycle_over_http(self, request, event_id, action):
+        event = self._visible(request, event_id)
+        actions = {
+            "schedule": lambda: calendar.schedule(self.publish, event),
+            "cancel": lambda: calendar.cancel(self.publish, self._end_registration, event),
+            "complete": lambda: calendar.complete(self.publish, event),
+        }
+        if action not in actions:
+            raise NotFound(f"no action {action!r}; try schedule, cancel or complete")
+        _rules(actions[action])
+        return {"id": event_id, "status": event.status}
+
+    # -- registrations --------------------------------------------------------
+
+    @api("POST", "/events/<event_id>/registrations", scope="events:write")
+    def register_over_http(self, request, event_id):
+        body = _load(RegistrationRequest(), read_json(request), "the registration")
+        event = self._visible(request, event_id)
+        resident = self._resident(body["resident_id"])
+        registration = _rules(lambda: registrations.register(self.publish, event, resident))
+        return 201, registrations.view(registration)
+
+    @api("DELETE", "/events/<event_id>/registrations/<resident_id>", scope="events:write")
+    def cancel_over_http(self, request, event_id, resident_id):
+        self._visible(request, event_id)
+        registration = self._registration(event_id, resident_id)
+        _rules(lambda: self._end_registration(registration, "by_resident"))
+        return {"id": str(registration.id), "status": "cancelled"}
+
+    @api("POST", "/events/<event_id>/registrations/<resident_id>/confirm", scope="events:write")
+    def confirm_over_http(self, request, event_id, resident_id):
+        self._visible(request, event_id)
+        registration = self._registration(event_id, resident_id)
+        _rules(lambda: registrations.confirm_offer(self.publish, registration))
+        return {"id": str(registration.id), "status": "confirmed"}
+
+    @api("GET", "/events/<event_id>/registrations/<resident_id>", scope="events:read")
+    def registration_over_http(self, request, event_id, resident_id):
+        self._visible(request, event_id)
+        return registrations.view(self._registration(event_id, resident_id))
+
+    @api("POST", "/events/<event_id>/check-ins", scope="events:write")
+    def check_in_over_http(self, request, event_id):
+        body = _load(CheckIn(), read_json(request), "the check-in")
+        if ("resident_id" in body) == ("code" in body):
+            raise ValidationFailed("check in by resident_id or by code, one of them",
+                                   {"fields": {"resident_id": ["give this or code"]}})
+        event = self._visible(request, event_id)
+        resident = self._resident(body["resident_id"]) if "resident_id" in body else None
+        registration = _rules(lambda: registrations.check_in(self.publish, event, resident=resident,
+                                                             code=body.get("code")))
+        return registrations.view(registration)
+
+    @api("POST", "/events/<event_id>/feedback", scope="events:write")
+    def rate_over_http(self, request, event_id):
+        body = _load(Rating(), read_json(request), "the feedback")
+        event = self._visible(request, event_id)
+        _rules(lambda: registrations.rate(self.publish, event, body["resident_id"], body["rating"], body["comment"]))
+        return 201, registrations.feedback_summary(event)
+
+    # -- RPC and timers -------------------------------------------------------
+
+    @rpc
+    def register(self, event_id: str, resident_id: str) -> dict:
+        registration = registrations.register(self.publish, calendar.find(event_id), self._resident(resident_id))
+        return registrations.view(registration)
+
+    @rpc
+    def get(self, event_id: str) -> dict:
+        return calendar.view(calendar.find(event_id))
+
+    @rpc
+    def expire_offers(self) -> int:
+        return registrations.expire_offers(self.publish, self._promotion_window())
+
+    @timer(interval=30)
+    def expire_offers_regularly(self):
+        registrations.expire_offers(self.publish, self._promotion_window())
+
+    # -- helpers --------------------------------------------------------------
+
+    def _promotion_window(self) -> timedelta:
+        return timedelta(minutes=float(self.config.get("PROMOTION_CONFIRM_MINUTES", 24 * 60)))
+
+    def _end_registration(self, registration, reason):
+        registrations.cancel(self.publish, self._promotion_window(), registration, reason)
+
+    def _visible(self, request, event_id):
+        event = calendar.find(event_id)
+        request.principal.require_community(event.community_id)
+        return event
+
+    def _registration(self, event_id, resident_id) -> Registration:
+        registration = Registration.objects(event_id=event_id, resident_id=resident_id).first()
+        if registration is None:
+            raise NotFound(f"resident {resident_id} has no registration for event {event_id}")
+        return registration
+
+    def _resident(self, resident_id: str) -> dict:
+        try:
+            return self.residents.get(resident_id)
+        except RemoteError as exc:
+            if exc.exc_type == "NotFound":
+                raise ApiError(f"no resident with id {resident_id}", {"rule": "unknown_resident"},
+                               code="unknown_resident") from None
+            raise

@@ -1,0 +1,151 @@
+"""Event use cases: create (one or a weekly series), change, schedule, cancel, complete."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from bson import ObjectId
+
+from contracts import EVENT_CANCELLED, EVENT_CHANGED, EVENT_COMPLETED, EVENT_SCHEDULED
+from services.common.messaging import fact_id
+from services.common.web import NotFound
+from services.events import domain
+from services.events.documents import Event, Registration
+
+ANNOUNCED_CHANGES = ("starts_at", "ends_at", "venue", "capacity", "registration_closes_at")
+
+
+def find(event_id: str) -> Event:
+    event = Event.objects(id=event_id).first() if ObjectId.is_valid(event_id) else None
+    if event is None:
+        raise NotFound(f"no event with id {event_id}")
+    return event
+
+
+def create(command: dict) -> list[str]:
+    """A draft event, or a draft series of weekly occurrences; returns their ids in order."""
+    recurrence = command.pop("recurrence", None)
+    times = [(command["starts_at"], command["ends_at"])]
+    if recurrence:
+        times = domain.occurrences(command["starts_at"], command["ends_at"], recurrence["count"])
+    series_id = str(ObjectId()) if recurrence else None
+    ids = []
+    for number, (starts_at, ends_at) in enumerate(times, start=1):
+        shift = starts_at - command["starts_at"]
+        event = Event(
+            **{**command, "starts_at": starts_at, "ends_at": ends_at},
+            places_left=command["capacity"],
+            series_id=series_id,
+            occurrence=number if series_id else None,
+        )
+        for name in ("registration_opens_at", "registration_closes_at"):
+            if command.get(name):
+                setattr(event, name, command[name] + shift)
+        event.save()
+        ids.append(str(event.id))
+    return ids
+
+
+def facts(event: Event) -> dict:
+    return {
+        "event_id": str(event.id), "community_id": event.community_id, "category": event.category,
+        "starts_at": aware(event.starts_at), "ends_at": aware(event.ends_at), "capacity": event.capacity,
+        "audience": event.audience, "audience_tags": list(event.audience_tags), "series_id": event.series_id,
+    }
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """Mongo gives back UTC; say so."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=timezone.utc)
+
+
+def as_dict(event: Event) -> dict:
+    data = {name: getattr(event, name) for name in domain.EventFields().fields}
+    data.update(community_id=event.community_id, status=event.status)
+    for name in domain.TIMES:
+        data[name] = aware(data[name])
+    return data
+
+
+def schedule(publish, event: Event) -> None:
+    domain.require_transition(event.status, "scheduled")
+    if aware(event.starts_at) <= datetime.now(timezone.utc):
+        raise domain.RuleBroken("event_in_the_past", "an event that has started cannot be scheduled")
+    event.status = "scheduled"
+    event.save()
+    publish(EVENT_SCHEDULED, facts(event), subject=str(event.id), community=event.community_id,
+            message_id=fact_id("event.scheduled", event.id))
+
+
+def change(publish, event: Event, changes: dict) -> list[str]:
+    if event.status not in ("draft", "scheduled"):
+        raise domain.RuleBroken("event_closed", f"a {event.status} event cannot be changed")
+    current = as_dict(event)
+    changed = {k: v for k, v in changes.items() if current.get(k) != v}
+    if not changed:
+        return []
+    domain.check_consistency({**current, **changed})  # ValidationError -> 400
+    if "capacity" in changed:
+        held = event.capacity - event.places_left
+        if changed["capacity"] < held:
+            raise domain.RuleBroken("capacity_below_registrations",
+                                    f"{held} places are taken; the capacity cannot go below that")
+        Event.objects(id=event.id).update_one(inc__places_left=changed["capacity"] - event.capacity)
+    for name, value in changed.items():
+        setattr(event, name, value)
+    event.updated_at = datetime.now(timezone.utc)
+    event.save()
+    event.reload()
+    announced = sorted(set(changed) & set(ANNOUNCED_CHANGES))
+    if event.status == "scheduled" and announced:
+        publish(EVENT_CHANGED, {**facts(event), "changed_fields": announced}, subject=str(event.id),
+                community=event.community_id)
+    return sorted(changed)
+
+
+def cancel(publish, cancel_registration, event: Event) -> None:
+    domain.require_transition(event.status, "cancelled")
+    was_scheduled = event.status == "scheduled"
+    event.status = "cancelled"
+    event.save()
+    for registration in Registration.objects(event_id=str(event.id), status__in=("confirmed", "waitlisted", "offered")):
+        cancel_registration(registration, "event_cancelled")
+    if was_scheduled:
+        publish(EVENT_CANCELLED, {k: facts(event)[k] for k in ("event_id", "community_id", "category", "starts_at")},
+                subject=str(event.id), community=event.community_id, message_id=fact_id("event.cancelled", event.id))
+
+
+def complete(publish, event: Event) -> None:
+    domain.require_transition(event.status, "completed")
+    if aware(event.starts_at) > datetime.now(timezone.utc):
+        raise domain.RuleBroken("event_not_started", "an event is completed once it has started")
+    event.status = "completed"
+    event.save()
+    registrations = Registration.objects(event_id=str(event.id))
+    publish(
+        EVENT_COMPLETED,
+        {**{k: facts(event)[k] for k in ("event_id", "community_id", "category", "starts_at")},
+         "registered": registrations.filter(status="confirmed").count(),
+         "attended": registrations.filter(attended_at__ne=None).count(),
+         "waitlisted": registrations.filter(waitlist_seq__ne=None).count()},
+        subject=str(event.id), community=event.community_id, message_id=fact_id("event.completed", event.id),
+    )
+
+
+def local_iso(event: Event, moment: datetime | None) -> str | None:
+    """A time as the event's community reads it (Asia/Shanghai: +08:00)."""
+    return aware(moment).astimezone(ZoneInfo(event.time_zone)).isoformat() if moment else None
+
+
+def view(event: Event, language: str = "zh-CN") -> dict:
+    return {
+        "id": str(event.id), "community_id": event.community_id, "organiser": event.organiser,
+        "category": event.category, "title": dict(event.title), "description": dict(event.description or {}),
+        "display_title": domain.title_in(event.title, language), "venue": event.venue,
+        "time_zone": event.time_zone, "status": event.status, "capacity": event.capacity,
+        "places_left": event.places_left, "audience": event.audience, "audience_tags": list(event.audience_tags),
+        "series_id": event.series_id, "occurrence": event.occurrence,
+        **{name: local_iso(event, getattr(event, name)) for name in domain.TIMES},
+    }
