@@ -69,10 +69,19 @@ def as_dict(event: Event) -> dict:
     return data
 
 
+def require_venue_free(event: Event, venue: str, starts_at: datetime, ends_at: datetime) -> None:
+    """Two scheduled events of a community cannot share a venue at overlapping times."""
+    clash = Event.objects(community_id=event.community_id, venue=venue, status="scheduled",
+                          id__ne=event.id, starts_at__lt=ends_at, ends_at__gt=starts_at).first()
+    if clash is not None:
+        raise domain.RuleBroken("venue_taken", f"{venue} is taken by event {clash.id} at overlapping times")
+
+
 def schedule(publish, event: Event) -> None:
     domain.require_transition(event.status, "scheduled")
     if aware(event.starts_at) <= datetime.now(timezone.utc):
         raise domain.RuleBroken("event_in_the_past", "an event that has started cannot be scheduled")
+    require_venue_free(event, event.venue, event.starts_at, event.ends_at)
     event.status = "scheduled"
     event.save()
     publish(EVENT_SCHEDULED, facts(event), subject=str(event.id), community=event.community_id,
@@ -87,6 +96,9 @@ def change(publish, event: Event, changes: dict) -> list[str]:
     if not changed:
         return []
     domain.check_consistency({**current, **changed})  # ValidationError -> 400
+    if event.status == "scheduled" and {"starts_at", "ends_at", "venue"} & set(changed):
+        require_venue_free(event, changed.get("venue", event.venue), changed.get("starts_at", event.starts_at),
+                           changed.get("ends_at", event.ends_at))
     if "capacity" in changed:
         held = event.capacity - event.places_left
         if changed["capacity"] < held:

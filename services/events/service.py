@@ -3,13 +3,18 @@
 Entrypoints translate: load the request through a schema, check the token's
 community, ask residents (over RPC) who a resident is, call one use case.
 """
+import io
 from datetime import timedelta
+
+import qrcode
+from qrcode.image.pure import PyPNGImage
 
 from marshmallow import Schema, ValidationError, fields, validate
 from nameko.dependency_providers import Config
 from nameko.exceptions import RemoteError
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
+from werkzeug.wrappers import Response
 
 from services.common.base import ServiceBase
 from services.common.messaging import MessageDispatcher
@@ -17,6 +22,14 @@ from services.common.mongo import MongoDatabase
 from services.common.web import ApiError, NotFound, ValidationFailed, api, read_json
 from services.events import calendar, domain, registrations
 from services.events.documents import ALL_DOCUMENTS, Registration
+
+
+def checkin_qr_png(event_id: str, code: str) -> bytes:
+    """What the door scanner reads: the event and the registration's code."""
+    image = qrcode.make(f"linli:checkin:{event_id}:{code}", image_factory=PyPNGImage)
+    buffer = io.BytesIO()
+    image.save(buffer)
+    return buffer.getvalue()
 
 
 class RegistrationRequest(Schema):
@@ -137,6 +150,12 @@ class EventsService(ServiceBase):
         self._visible(request, event_id)
         return registrations.view(self._registration(event_id, resident_id))
 
+    @api("GET", "/events/<event_id>/registrations/<resident_id>/qr.png", scope="events:read")
+    def qr_over_http(self, request, event_id, resident_id):
+        self._visible(request, event_id)
+        registration = self._registration(event_id, resident_id)
+        return Response(checkin_qr_png(event_id, registration.code), mimetype="image/png")
+
     @api("POST", "/events/<event_id>/check-ins", scope="events:write")
     def check_in_over_http(self, request, event_id):
         body = _load(CheckIn(), read_json(request), "the check-in")
@@ -166,6 +185,39 @@ class EventsService(ServiceBase):
     @rpc
     def get(self, event_id: str) -> dict:
         return calendar.view(calendar.find(event_id))
+
+    @rpc
+    def create(self, event: dict) -> list:
+        return calendar.create(domain.CreateEvent().load(event))
+
+    @rpc
+    def schedule(self, event_id: str) -> None:
+        calendar.schedule(self.publish, calendar.find(event_id))
+
+    @rpc
+    def cancel(self, event_id: str) -> None:
+        calendar.cancel(self.publish, self._end_registration, calendar.find(event_id))
+
+    @rpc
+    def complete(self, event_id: str) -> None:
+        calendar.complete(self.publish, calendar.find(event_id))
+
+    @rpc
+    def cancel_registration(self, event_id: str, resident_id: str) -> None:
+        self._end_registration(self._registration(event_id, resident_id), "by_resident")
+
+    @rpc
+    def check_in(self, event_id: str, resident_id: str | None = None, code: str | None = None) -> dict:
+        resident = self._resident(resident_id) if resident_id else None
+        return registrations.view(registrations.check_in(self.publish, calendar.find(event_id), resident=resident,
+                                                         code=code))
+
+    @rpc
+    def rate(self, event_id: str, resident_id: str, rating: int, comment: str | None = None) -> dict:
+        body = Rating().load({"resident_id": resident_id, "rating": rating, "comment": comment})
+        event = calendar.find(event_id)
+        registrations.rate(self.publish, event, body["resident_id"], body["rating"], body["comment"])
+        return registrations.feedback_summary(event)
 
     @rpc
     def expire_offers(self) -> int:

@@ -126,7 +126,7 @@ def test_registration_refusals_name_the_rule(platform):
     unknown = platform.register(event_id, "0123456789abcdef01234567")
     assert unknown.status_code == 400 and unknown.json()["error"] == "unknown_resident"
     other = platform.resident("李四", community_id="tongzilin", tags=[])
-    elderly_only = platform.scheduled_event(audience="tagged", audience_tags=["elderly"])
+    elderly_only = platform.scheduled_event(audience="tagged", audience_tags=["elderly"], venue="老年活动室")
     refused = platform.register(elderly_only, other)
     assert refused.status_code == 422 and refused.json()["error"] == "not_in_audience"
     platform.events("POST", f"/events/{event_id}/cancel")
@@ -183,3 +183,41 @@ def test_a_weekly_series(platform):
     starts = [datetime.fromisoformat(e["starts_at"]) for e in events]
     assert all(b - a == timedelta(weeks=1) for a, b in zip(starts, starts[1:]))
     assert events[0]["starts_at"].endswith("+08:00") and events[0]["display_title"] == "English Corner"
+
+
+def test_two_events_cannot_share_a_venue_at_overlapping_times(platform):
+    first = platform.scheduled_event(capacity=10)
+    [second] = platform.events("POST", "/events", json=festival(
+        starts_at=soon(days=10, hours=2), ends_at=soon(days=10, hours=6))).json()["ids"]
+    clash = platform.events("POST", f"/events/{second}/schedule")
+    assert clash.status_code == 409 and clash.json()["error"] == "venue_taken" and first in clash.json()["message"]
+    assert platform.events("PATCH", f"/events/{second}", json={"venue": "社区活动中心"}).status_code == 200
+    assert platform.events("POST", f"/events/{second}/schedule").status_code == 200
+    back = platform.events("PATCH", f"/events/{second}", json={"venue": "桐梓林社区广场"})
+    assert back.status_code == 409 and back.json()["error"] == "venue_taken"
+
+
+def test_the_check_in_code_as_a_qr_image(platform):
+    event_id = platform.scheduled_event()
+    wang = platform.resident("王秀英")
+    platform.register(event_id, wang)
+    image = platform.events("GET", f"/events/{event_id}/registrations/{wang}/qr.png")
+    assert image.status_code == 200 and image.headers["Content-Type"] == "image/png"
+    assert image.content.startswith(b"\x89PNG\r\n\x1a\n")
+    import png  # pypng reads it back: a real image, not bytes that look like one
+
+    width, height, _, _ = png.Reader(bytes=image.content).read()
+    assert width == height and width > 100
+
+
+def test_every_operation_is_also_an_rpc(platform, config):
+    wang = platform.resident("王秀英")
+    with ServiceRpcProxy("events", config) as events:
+        [event_id] = events.create(festival(starts_at=soon(seconds=2), ends_at=soon(hours=1)))
+        events.schedule(event_id)
+        assert events.register(event_id, wang)["status"] == "confirmed"
+        assert events.check_in(event_id, resident_id=wang)["attended"]
+        time.sleep(2)
+        events.complete(event_id)
+        assert events.rate(event_id, wang, 8)["average"] == 8.0
+        assert events.get(event_id)["status"] == "completed"
