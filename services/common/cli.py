@@ -22,6 +22,14 @@ def _token(args) -> int:
     return 0
 
 
+def _headers(args, scopes: list[str]) -> dict:
+    """``--token``, else ``$LINLI_TOKEN``, else a token minted from the local dev secret."""
+    token = args.token or os.environ.get("LINLI_TOKEN") or issue_token(
+        dev_secret(platform.var_dir()), subject="linli-cli", scopes=scopes, communities=["*"],
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
 def _import_form(args) -> int:
     """Upload a collection form, then follow the import with a progress bar."""
     import time
@@ -29,11 +37,7 @@ def _import_form(args) -> int:
     import requests
     from tqdm import tqdm
 
-    token = args.token or os.environ.get("LINLI_TOKEN") or issue_token(
-        dev_secret(platform.var_dir()), subject="linli-cli",
-        scopes=["residents:read", "residents:write"], communities=["*"],
-    )
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = _headers(args, ["residents:read", "residents:write"])
     with open(args.file, "rb") as form:
         response = requests.post(f"{args.url}/residents/imports", data=form.read(), headers=headers,
                                  params={"filename": os.path.basename(args.file)}, timeout=300)
@@ -59,6 +63,60 @@ def _import_form(args) -> int:
     return 0 if job["status"] == "completed" else 1
 
 
+EVENT_ACTIONS = {
+    # action: (HTTP method, path template, JSON body from args)
+    "list": ("GET", "/events", None),
+    "show": ("GET", "/events/{event_id}", None),
+    "schedule": ("POST", "/events/{event_id}/schedule", None),
+    "cancel": ("POST", "/events/{event_id}/cancel", None),
+    "complete": ("POST", "/events/{event_id}/complete", None),
+    "register": ("POST", "/events/{event_id}/registrations", lambda a: {"resident_id": a.resident_id}),
+    "unregister": ("DELETE", "/events/{event_id}/registrations/{resident_id}", None),
+    "check-in": ("POST", "/events/{event_id}/check-ins",
+                 lambda a: {"code": a.code} if a.code else {"resident_id": a.resident_id}),
+}
+
+
+def _event_action(args) -> int:
+    """One request to the events service; prints the JSON answer, or the refusal and exits 1."""
+    import json
+
+    import requests
+
+    method, path, body = EVENT_ACTIONS[args.events_command]
+    response = requests.request(
+        method, args.url + path.format(**vars(args)), headers=_headers(args, ["events:read", "events:write"]),
+        json=body(args) if body else None, params={"community_id": getattr(args, "community", None)}, timeout=30,
+    )
+    answer = response.json()
+    if response.status_code >= 400:
+        print(f"refused ({response.status_code} {answer.get('error')}): {answer.get('message')}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _events_parser(commands) -> None:
+    events = commands.add_parser("events", help="community events: the common actions")
+    actions = events.add_subparsers(dest="events_command", required=True)
+    listing = actions.add_parser("list", help="a community's events")
+    listing.add_argument("--community", required=True)
+    for name in ("show", "schedule", "cancel", "complete"):
+        actions.add_parser(name, help=f"{name} an event").add_argument("event_id")
+    for name in ("register", "unregister"):
+        action = actions.add_parser(name, help=f"{name} a resident")
+        action.add_argument("event_id")
+        action.add_argument("resident_id")
+    check_in = actions.add_parser("check-in", help="check a resident in at the door")
+    check_in.add_argument("event_id")
+    who = check_in.add_mutually_exclusive_group(required=True)
+    who.add_argument("--code", help="the code on the resident's QR image")
+    who.add_argument("--resident-id", dest="resident_id")
+    for action in actions.choices.values():
+        action.add_argument("--url", default=f"http://{platform.http_address('events', 8002)}")
+        action.add_argument("--token", help="a bearer token (default: $LINLI_TOKEN, else one minted locally)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="linli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -79,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     form.add_argument("--url", default=f"http://{platform.http_address('residents', 8001)}")
     form.add_argument("--token", help="a bearer token (default: $LINLI_TOKEN, else one minted locally)")
 
+    _events_parser(commands)
+
     args = parser.parse_args(argv)
+    if args.command == "events":
+        return _event_action(args)
     if args.command == "residents":
         return _import_form(args)
     if args.command == "up":
