@@ -6,7 +6,11 @@ Both are measured in this run, on this broker (a vhost of their own):
   nameko does) to a durable queue, then consumes and acks them all;
 - skeleton: N residents registered over HTTP (8 concurrent clients) until
   reports counts all N — through the four real service processes that
-  `linli up` starts, with SecantusDB under a temporary var/.
+  `linli up` starts, with SecantusDB under a temporary var/;
+- import: a collection form of 50,000 fictional residents, from upload until
+  reports counts every one;
+- events: 2,000 of them registering for 20 events at once (16 clients):
+  registrations per second and p99 latency.
 
 It prints figures and their ratio. Nothing here asserts a timing.
 """
@@ -19,6 +23,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pika
@@ -72,8 +77,8 @@ def start_platform(amqp_uri: str) -> tuple[linli_platform.Platform, dict, dict]:
     stack = linli_platform.Platform(var=var, rabbitmq_owner=None)
     stack.start()
     urls = {child.name: child.url for child in stack.children if child.url}
-    token = issue_token(dev_secret(var), subject="bench", scopes=["residents:read", "residents:write", "reports:read"],
-                        communities=["*"])
+    token = issue_token(dev_secret(var), subject="bench", communities=["*"],
+                        scopes=["residents:read", "residents:write", "reports:read", "events:read", "events:write"])
     return stack, urls, {"Authorization": f"Bearer {token}"}
 
 
@@ -111,7 +116,46 @@ def skeleton(urls: dict, headers: dict, count: int, clients: int) -> tuple[float
     return count / elapsed, sorted(latencies)[len(latencies) // 2]
 
 
-def form_import(urls: dict, headers: dict, rows: int) -> tuple[float, float]:
+def event_registrations(urls: dict, headers: dict, community: str, residents: int, events: int,
+                        clients: int) -> tuple[float, float, dict]:
+    """``residents`` residents registering for ``events`` events at once: registrations per
+    second, p99 latency, and how many were confirmed and waitlisted."""
+    resident_ids = []
+    for page in range(1, residents // 200 + 2):
+        found = requests.get(urls["residents"] + "/residents", headers=headers,
+                             params={"community_id": community, "page": page, "page_size": 200}).json()
+        resident_ids += [r["id"] for r in found["items"]]
+    resident_ids = resident_ids[:residents]
+    starts = datetime.now(timezone.utc) + timedelta(days=7)
+    event_ids = []
+    for number in range(events):
+        body = {"community_id": community, "organiser": "neighbourhood_centre", "category": "culture",
+                "title": {"zh-CN": f"文化分享会 {number}", "en": f"Cultural sharing session {number}"},
+                "venue": f"活动室 {number}", "starts_at": starts.isoformat(),
+                "ends_at": (starts + timedelta(hours=2)).isoformat(), "capacity": residents // events * 9 // 10,
+                "audience": "community"}
+        [event_id] = requests.post(urls["events"] + "/events", json=body, headers=headers).json()["ids"]
+        requests.post(f"{urls['events']}/events/{event_id}/schedule", headers=headers).raise_for_status()
+        event_ids.append(event_id)
+
+    def register(i: int) -> tuple[float, str]:
+        started = time.perf_counter()
+        with requests.Session() as session:
+            response = session.post(f"{urls['events']}/events/{event_ids[i % events]}/registrations",
+                                    json={"resident_id": resident_ids[i]}, headers=headers)
+        response.raise_for_status()
+        return time.perf_counter() - started, response.json()["status"]
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(register, range(len(resident_ids))))
+    elapsed = time.perf_counter() - started
+    latencies = sorted(latency for latency, _ in results)
+    outcomes = {status: sum(1 for _, s in results if s == status) for status in ("confirmed", "waitlisted")}
+    return len(results) / elapsed, latencies[int(len(latencies) * 0.99) - 1], outcomes
+
+
+def form_import(urls: dict, headers: dict, rows: int) -> tuple[float, float, str]:
     """Residents per second from uploading a collection form of ``rows`` fictional
     residents until reports counts every one; and the import alone (until the job completes)."""
     community = f"bench-form-{uuid.uuid4().hex[:6]}"
@@ -129,7 +173,7 @@ def form_import(urls: dict, headers: dict, rows: int) -> tuple[float, float]:
             break
         time.sleep(0.25)
     elapsed = time.perf_counter() - started
-    return rows / elapsed, rows / (imported_in or elapsed)
+    return rows / elapsed, rows / (imported_in or elapsed), community
 
 
 def _free_port() -> int:
@@ -146,6 +190,8 @@ def main() -> None:
     parser.add_argument("--residents", type=int, default=500, help="residents registered by the skeleton run")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--form-rows", type=int, default=50_000, help="rows of the collection form imported")
+    parser.add_argument("--registrations", type=int, default=2000, help="residents registering for events")
+    parser.add_argument("--events", type=int, default=20)
     args = parser.parse_args()
 
     vhost = f"linli-bench-{uuid.uuid4().hex[:8]}"
@@ -162,10 +208,16 @@ def main() -> None:
                   f"{rate:7.1f} residents/s   (one alone: {latency * 1000:.0f} ms median of 5)")
             print(f"ratio     skeleton / baseline = {rate / base_rate:.4f}   "
                   f"(the raw broker is {base_rate / rate:.1f}x faster)")
-            form_rate, import_rate = form_import(urls, headers, args.form_rows)
+            form_rate, import_rate, community = form_import(urls, headers, args.form_rows)
             print(f"import    collection form -> counted by reports  {args.form_rows:>6} rows "
                   f"{form_rate:9.1f} residents/s   (the import job alone: {import_rate:.1f} rows/s)")
             print(f"ratio     import / baseline = {form_rate / base_rate:.4f}   (goal: 0.3)")
+            rate, p99, outcomes = event_registrations(urls, headers, community, args.registrations, args.events,
+                                                      args.clients * 2)
+            print(f"events    {args.registrations} residents register for {args.events} events at once "
+                  f"{rate:9.1f} registrations/s   p99 {p99 * 1000:.0f} ms   "
+                  f"({outcomes['confirmed']} confirmed, {outcomes['waitlisted']} waitlisted)")
+            print(f"ratio     registrations / baseline = {rate / base_rate:.4f}")
         finally:
             stack.stop()
     finally:
