@@ -130,6 +130,12 @@ def pass_place_on(publish, promotion_window: timedelta, event_id: ObjectId) -> N
             subject=registration.resident_id, community=registration.community_id)
 
 
+def fill_from_waitlist(publish, promotion_window: timedelta, event_id: ObjectId) -> None:
+    """New places (a larger capacity) go to the waitlist first, not to whoever registers next."""
+    while Registration.objects(event_id=str(event_id), status="waitlisted").first() and _take_place(event_id):
+        pass_place_on(publish, promotion_window, event_id)
+
+
 def confirm_offer(publish, registration: Registration) -> None:
     if registration.status != "offered":
         raise domain.RuleBroken("no_offer", f"this registration is {registration.status}, not offered a place")

@@ -106,7 +106,10 @@ class EventsService(ServiceBase):
     def change_over_http(self, request, event_id):
         changes = _load(domain.ChangeEvent(), read_json(request), "the change")
         event = self._visible(request, event_id)
-        return {"id": event_id, "changed_fields": _rules(lambda: calendar.change(self.publish, event, changes))}
+        changed = _rules(lambda: calendar.change(self.publish, event, changes))
+        if "capacity" in changed:
+            registrations.fill_from_waitlist(self.publish, self._promotion_window(), event.id)
+        return {"id": event_id, "changed_fields": changed}
 
     @api("POST", "/events/<event_id>/<action>", scope="events:write")
     def lifecycle_over_http(self, request, event_id, action):

@@ -221,3 +221,15 @@ def test_every_operation_is_also_an_rpc(platform, config):
         events.complete(event_id)
         assert events.rate(event_id, wang, 8)["average"] == 8.0
         assert events.get(event_id)["status"] == "completed"
+
+
+def test_a_larger_capacity_goes_to_the_waitlist_first(platform):
+    event_id = platform.scheduled_event(capacity=1)
+    first, second, third = (platform.resident(n) for n in ("甲", "乙", "丙"))
+    for resident_id in (first, second):
+        platform.register(event_id, resident_id)
+    assert platform.events("PATCH", f"/events/{event_id}", json={"capacity": 2}).status_code == 200
+    assert platform.events("GET", f"/events/{event_id}/registrations/{second}").json()["status"] == "offered"
+    assert platform.register(event_id, third).json()["status"] == "waitlisted"
+    shrink = platform.events("PATCH", f"/events/{event_id}", json={"capacity": 1})
+    assert shrink.status_code == 409 and shrink.json()["error"] == "capacity_below_registrations"
