@@ -5,7 +5,7 @@ the events service (free text may hold anything).
 """
 from marshmallow import Schema, fields, validate
 
-from contracts.registry import MessageType, registry
+from contracts.registry import registry
 
 CATEGORIES = ("culture", "food", "lecture", "photography", "banquet", "volunteer", "consultation", "sport", "other")
 AUDIENCES = ("community", "any_community", "tagged")
@@ -95,8 +95,7 @@ _REGISTRATION = {"registration_id": "6b0880aa1c2d3e4f50617299", "event_id": _EVE
 
 
 def _register(name, schema, description, example):
-    return registry.register(MessageType(name=name, version=1, schema=schema, description=description,
-                                         example=example))
+    return registry.define(name, 1, schema, description, example)
 
 
 EVENT_SCHEDULED = _register("event.scheduled", EventScheduledV1,

@@ -94,6 +94,10 @@ class Registry:
         self._types[message_type.key] = message_type
         return message_type
 
+    def define(self, name: str, version: int, schema: type[Schema], description: str, example: dict) -> MessageType:
+        """Register one version of a message type; the contracts modules' one way to declare it."""
+        return self.register(MessageType(name, version, schema, description, example))
+
     def get(self, name: str, version: int | None = None) -> MessageType:
         if version is None:
             versions = [v for (n, v) in self._types if n == name]

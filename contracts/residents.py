@@ -5,7 +5,7 @@ document numbers. Whoever needs contact details asks the residents service.
 """
 from marshmallow import Schema, fields, validate
 
-from contracts.registry import MessageType, registry
+from contracts.registry import registry
 
 RESIDENCE_TYPES = ("registered", "non_registered", "foreign")
 
@@ -85,113 +85,99 @@ class ResidentImportCompletedV1(Schema):
     rejected = fields.Integer(required=True)
 
 
-RESIDENT_REGISTERED = registry.register(
-    MessageType(
-        name="resident.registered",
-        version=1,
-        schema=ResidentRegisteredV1,
-        description="A resident was entered into a community's registry.",
-        example={
-            "resident_id": "6f1c2b0e8a4d4c5e9b7a1d2e3f405162",
-            "community_id": "tongzilin",
-            "grid_id": "tongzilin-03",
-            "residence_type": "foreign",
-            "nationality": "FR",
-            "preferred_language": "en",
-            "birth_year": 1986,
-            "tags": ["volunteer"],
-        },
-    )
+RESIDENT_REGISTERED = registry.define(
+    "resident.registered",
+    1,
+    ResidentRegisteredV1,
+    "A resident was entered into a community's registry.",
+    {
+        "resident_id": "6f1c2b0e8a4d4c5e9b7a1d2e3f405162",
+        "community_id": "tongzilin",
+        "grid_id": "tongzilin-03",
+        "residence_type": "foreign",
+        "nationality": "FR",
+        "preferred_language": "en",
+        "birth_year": 1986,
+        "tags": ["volunteer"],
+    },
 )
 
-RESIDENT_UPDATED = registry.register(
-    MessageType(
-        name="resident.updated",
-        version=1,
-        schema=ResidentUpdatedV1,
-        description="Some of a resident's registry fields changed.",
-        example={
-            "resident_id": "6f1c2b0e8a4d4c5e9b7a1d2e3f405162",
-            "community_id": "tongzilin",
-            "changed_fields": ["preferred_language", "phone"],
-            "preferred_language": "zh-CN",
-        },
-    )
+RESIDENT_UPDATED = registry.define(
+    "resident.updated",
+    1,
+    ResidentUpdatedV1,
+    "Some of a resident's registry fields changed.",
+    {
+        "resident_id": "6f1c2b0e8a4d4c5e9b7a1d2e3f405162",
+        "community_id": "tongzilin",
+        "changed_fields": ["preferred_language", "phone"],
+        "preferred_language": "zh-CN",
+    },
 )
 
-RESIDENT_MOVED = registry.register(
-    MessageType(
-        name="resident.moved",
-        version=1,
-        schema=ResidentMovedV1,
-        description="A resident moved from one community to another (community_id is the new one).",
-        example={
-            "resident_id": "6f1c2b0e8a4d4c5e9b7a1d2e3f405162",
-            "community_id": "yulin",
-            "from_community_id": "tongzilin",
-            "grid_id": "yulin-01",
-            "residence_type": "foreign",
-            "moved_on": "2026-11-20",
-        },
-    )
+RESIDENT_MOVED = registry.define(
+    "resident.moved",
+    1,
+    ResidentMovedV1,
+    "A resident moved from one community to another (community_id is the new one).",
+    {
+        "resident_id": "6f1c2b0e8a4d4c5e9b7a1d2e3f405162",
+        "community_id": "yulin",
+        "from_community_id": "tongzilin",
+        "grid_id": "yulin-01",
+        "residence_type": "foreign",
+        "moved_on": "2026-11-20",
+    },
 )
 
-RESIDENT_DEPARTED = registry.register(
-    MessageType(
-        name="resident.departed",
-        version=1,
-        schema=ResidentDepartedV1,
-        description="A resident left the community's registry (moved away, deceased, other).",
-        example={
-            "resident_id": "6f1c2b0e8a4d4c5e9b7a1d2e3f405162",
-            "community_id": "tongzilin",
-            "residence_type": "foreign",
-            "reason": "moved_away",
-            "departed_on": "2026-11-20",
-        },
-    )
+RESIDENT_DEPARTED = registry.define(
+    "resident.departed",
+    1,
+    ResidentDepartedV1,
+    "A resident left the community's registry (moved away, deceased, other).",
+    {
+        "resident_id": "6f1c2b0e8a4d4c5e9b7a1d2e3f405162",
+        "community_id": "tongzilin",
+        "residence_type": "foreign",
+        "reason": "moved_away",
+        "departed_on": "2026-11-20",
+    },
 )
 
-RESIDENT_PERMIT_EXPIRING = registry.register(
-    MessageType(
-        name="resident.permit_expiring",
-        version=1,
-        schema=ResidentPermitExpiringV1,
-        description="A foreign resident's residence permit or visa expires within 30, 7 or 1 days.",
-        example={
-            "resident_id": "6f1c2b0e8a4d4c5e9b7a1d2e3f405162",
-            "community_id": "tongzilin",
-            "permit_type": "residence_permit_work",
-            "expires_on": "2026-12-26",
-            "threshold_days": 30,
-            "days_left": 30,
-        },
-    )
+RESIDENT_PERMIT_EXPIRING = registry.define(
+    "resident.permit_expiring",
+    1,
+    ResidentPermitExpiringV1,
+    "A foreign resident's residence permit or visa expires within 30, 7 or 1 days.",
+    {
+        "resident_id": "6f1c2b0e8a4d4c5e9b7a1d2e3f405162",
+        "community_id": "tongzilin",
+        "permit_type": "residence_permit_work",
+        "expires_on": "2026-12-26",
+        "threshold_days": 30,
+        "days_left": 30,
+    },
 )
 
-RESIDENT_ERASED = registry.register(
-    MessageType(
-        name="resident.erased",
-        version=1,
-        schema=ResidentErasedV1,
-        description="A resident's personal data was erased; the id remains for statistics.",
-        example={"resident_id": "6f1c2b0e8a4d4c5e9b7a1d2e3f405162", "community_id": "tongzilin", "erased_on": "2026-11-20"},
-    )
+RESIDENT_ERASED = registry.define(
+    "resident.erased",
+    1,
+    ResidentErasedV1,
+    "A resident's personal data was erased; the id remains for statistics.",
+    {"resident_id": "6f1c2b0e8a4d4c5e9b7a1d2e3f405162", "community_id": "tongzilin", "erased_on": "2026-11-20"},
 )
 
-RESIDENT_IMPORT_COMPLETED = registry.register(
-    MessageType(
-        name="resident.import_completed",
-        version=1,
-        schema=ResidentImportCompletedV1,
-        description="A bulk import of a resident information collection form (信息采集表) finished.",
-        example={
-            "import_id": "6b0871a2c3d4e5f60718293a",
-            "community_id": "tongzilin",
-            "rows_total": 1200,
-            "registered": 1180,
-            "already_registered": 12,
-            "rejected": 8,
-        },
-    )
+RESIDENT_IMPORT_COMPLETED = registry.define(
+    "resident.import_completed",
+    1,
+    ResidentImportCompletedV1,
+    "A bulk import of a resident information collection form (信息采集表) finished.",
+    {
+        "import_id": "6b0871a2c3d4e5f60718293a",
+        "community_id": "tongzilin",
+        "rows_total": 1200,
+        "registered": 1180,
+        "already_registered": 12,
+        "rejected": 8,
+    },
 )
