@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 
+from marshmallow import ValidationError
 from nameko.web.handlers import HttpRequestHandler
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 from werkzeug.exceptions import HTTPException
@@ -70,6 +71,14 @@ def read_json(request) -> dict:
     if not isinstance(body, dict):
         raise ApiError("the body must be a JSON object", code="invalid_json")
     return body
+
+
+def load(schema, data, what: str = "the request") -> dict:
+    """``schema.load(data)``, or a 400 that names every bad field and its rule."""
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise ValidationFailed(f"{what} is not valid", {"fields": exc.normalized_messages()}) from None
 
 
 class ApiEndpoint(HttpRequestHandler):

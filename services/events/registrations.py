@@ -20,7 +20,7 @@ from contracts import (
 from services.common.messaging import fact_id
 from services.common.web import NotFound
 from services.events import domain
-from services.events.calendar import aware, find
+from services.events.calendar import aware
 from services.events.documents import Event, Feedback, Registration
 
 ACTIVE = ("confirmed", "waitlisted", "offered")

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 from services.common.base import ServiceBase
 from services.common.messaging import MessageDispatcher
 from services.common.mongo import MongoDatabase
-from services.common.web import ApiError, NotFound, ValidationFailed, api, read_json
+from services.common.web import ApiError, NotFound, ValidationFailed, api, load, read_json
 from services.events import calendar, domain, registrations
 from services.events.documents import ALL_DOCUMENTS, Registration
 
@@ -46,12 +46,6 @@ class Rating(Schema):
     rating = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=10))
     comment = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
 
-
-def _load(schema, data, what="the request"):
-    try:
-        return schema.load(data)
-    except ValidationError as exc:
-        raise ValidationFailed(f"{what} is not valid", {"fields": exc.normalized_messages()}) from None
 
 
 class RuleError(ApiError):
@@ -83,7 +77,7 @@ class EventsService(ServiceBase):
 
     @api("POST", "/events", scope="events:write")
     def create_over_http(self, request):
-        command = _load(domain.CreateEvent(), read_json(request), "the event")
+        command = load(domain.CreateEvent(), read_json(request), "the event")
         request.principal.require_community(command["community_id"])
         return 201, {"ids": calendar.create(command)}
 
@@ -104,7 +98,7 @@ class EventsService(ServiceBase):
 
     @api("PATCH", "/events/<event_id>", scope="events:write")
     def change_over_http(self, request, event_id):
-        changes = _load(domain.ChangeEvent(), read_json(request), "the change")
+        changes = load(domain.ChangeEvent(), read_json(request), "the change")
         event = self._visible(request, event_id)
         changed = _rules(lambda: calendar.change(self.publish, event, changes))
         if "capacity" in changed:
@@ -128,7 +122,7 @@ class EventsService(ServiceBase):
 
     @api("POST", "/events/<event_id>/registrations", scope="events:write")
     def register_over_http(self, request, event_id):
-        body = _load(RegistrationRequest(), read_json(request), "the registration")
+        body = load(RegistrationRequest(), read_json(request), "the registration")
         event = self._visible(request, event_id)
         resident = self._resident(body["resident_id"])
         registration = _rules(lambda: registrations.register(self.publish, event, resident))
@@ -161,7 +155,7 @@ class EventsService(ServiceBase):
 
     @api("POST", "/events/<event_id>/check-ins", scope="events:write")
     def check_in_over_http(self, request, event_id):
-        body = _load(CheckIn(), read_json(request), "the check-in")
+        body = load(CheckIn(), read_json(request), "the check-in")
         if ("resident_id" in body) == ("code" in body):
             raise ValidationFailed("check in by resident_id or by code, one of them",
                                    {"fields": {"resident_id": ["give this or code"]}})
@@ -173,7 +167,7 @@ class EventsService(ServiceBase):
 
     @api("POST", "/events/<event_id>/feedback", scope="events:write")
     def rate_over_http(self, request, event_id):
-        body = _load(Rating(), read_json(request), "the feedback")
+        body = load(Rating(), read_json(request), "the feedback")
         event = self._visible(request, event_id)
         _rules(lambda: registrations.rate(self.publish, event, body["resident_id"], body["rating"], body["comment"]))
         return 201, registrations.feedback_summary(event)

@@ -7,7 +7,7 @@ from datetime import date
 
 from babel import Locale
 from babel.core import UnknownLocaleError
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
 from pypinyin import lazy_pinyin
 
 from contracts.residents import DEPARTURE_REASONS, PERMIT_THRESHOLDS_DAYS, RESIDENCE_TYPES
@@ -188,8 +188,6 @@ def facts(resident_id: str, resident: dict) -> dict:
         "tags": sorted(set(resident.get("tags") or [])),
     }
 
-
-registered_facts = facts
 
 CATEGORICAL_FIELDS = ("residence_type", "nationality", "preferred_language", "grid_id", "tags")
 

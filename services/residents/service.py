@@ -17,7 +17,7 @@ from services.common.base import ServiceBase
 from services.common.caller import Caller
 from services.common.messaging import MessageDispatcher
 from services.common.mongo import MongoDatabase
-from services.common.web import ApiError, NotFound, ValidationFailed, api, read_json
+from services.common.web import ApiError, NotFound, ValidationFailed, api, load, read_json
 from services.residents import imports, registry, reminders
 from services.residents.documents import ALL_DOCUMENTS, ImportJob
 from services.residents.domain import MoveResident, RecordDeparture, RegisterResident, SearchResidents, UpdateResident
@@ -25,12 +25,6 @@ from services.residents.forms import FormError
 from services.residents.privacy import PII_SCOPE
 from services.residents.vault import ResidentsVault
 
-
-def _load(schema, data, what="the request"):
-    try:
-        return schema.load(data)
-    except ValidationError as exc:
-        raise ValidationFailed(f"{what} is not valid", {"fields": exc.normalized_messages()}) from None
 
 
 def _with_pii(request) -> bool:
@@ -51,14 +45,14 @@ class ResidentsService(ServiceBase):
 
     @api("POST", "/residents", scope="residents:write")
     def register_over_http(self, request):
-        command = _load(RegisterResident(), read_json(request), "the resident")
+        command = load(RegisterResident(), read_json(request), "the resident")
         request.principal.require_community(command["community_id"])
         return 201, {"id": registry.register(self.vault, self.publish, command)}
 
     @api("GET", "/residents", scope="residents:read")
     def search_over_http(self, request):
         args = {k: (request.args.getlist(k) if k == "tag" else v) for k, v in request.args.items()}
-        query = _load(SearchResidents(), args, "the search")
+        query = load(SearchResidents(), args, "the search")
         request.principal.require_community(query["community_id"])
         return registry.search(self.vault, query, _with_pii(request))
 
@@ -69,7 +63,7 @@ class ResidentsService(ServiceBase):
 
     @api("PATCH", "/residents/<resident_id>", scope="residents:write")
     def update_over_http(self, request, resident_id):
-        changes = _load(UpdateResident(), read_json(request), "the update")
+        changes = load(UpdateResident(), read_json(request), "the update")
         resident = self._visible(request, resident_id)
         try:
             changed = registry.update(self.vault, self.publish, resident, changes)
@@ -79,7 +73,7 @@ class ResidentsService(ServiceBase):
 
     @api("POST", "/residents/<resident_id>/move", scope="residents:write")
     def move_over_http(self, request, resident_id):
-        command = _load(MoveResident(), read_json(request), "the move")
+        command = load(MoveResident(), read_json(request), "the move")
         resident = self._visible(request, resident_id)
         request.principal.require_community(command["community_id"])
         registry.move(self.vault, self.publish, resident, command)
@@ -87,7 +81,7 @@ class ResidentsService(ServiceBase):
 
     @api("POST", "/residents/<resident_id>/departure", scope="residents:write")
     def depart_over_http(self, request, resident_id):
-        command = _load(RecordDeparture(), read_json(request), "the departure")
+        command = load(RecordDeparture(), read_json(request), "the departure")
         registry.depart(self.publish, self._visible(request, resident_id), command)
         return {"id": resident_id, "status": "departed"}
 
