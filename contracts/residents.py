@@ -8,6 +8,12 @@ from marshmallow import Schema, fields, validate
 from contracts.registry import registry
 
 RESIDENCE_TYPES = ("registered", "non_registered", "foreign")
+CHANNELS = ("inapp", "sms", "email")
+
+
+def _consent(**kwargs):
+    """Which channels the resident agreed to be contacted on: booleans, not addresses."""
+    return fields.Dict(keys=fields.String(validate=validate.OneOf(CHANNELS)), values=fields.Boolean(), **kwargs)
 
 
 class _ResidentFacts(Schema):
@@ -19,6 +25,9 @@ class _ResidentFacts(Schema):
     preferred_language = fields.String(required=True, validate=validate.Length(min=2, max=35))
     birth_year = fields.Integer(allow_none=True, load_default=None)
     tags = fields.List(fields.String(), load_default=list)
+    # Added after v1 was first released (optional, so additive): lets the
+    # notifications service pick channels without asking for contact details.
+    consent = _consent(allow_none=True, load_default=None)
 
 
 class ResidentRegisteredV1(_ResidentFacts):
@@ -36,6 +45,7 @@ class ResidentUpdatedV1(Schema):
     preferred_language = fields.String(validate=validate.Length(min=2, max=35))
     grid_id = fields.String(allow_none=True)
     tags = fields.List(fields.String())
+    consent = _consent()
 
 
 class ResidentMovedV1(Schema):
@@ -99,6 +109,7 @@ RESIDENT_REGISTERED = registry.define(
         "preferred_language": "en",
         "birth_year": 1986,
         "tags": ["volunteer"],
+        "consent": {"inapp": True, "sms": False, "email": True},
     },
 )
 

@@ -78,11 +78,13 @@ class MongoDatabase(DependencyProvider):
     ``documents``: the service's mongoengine classes, whose indexes are built
     in ``setup()`` — before the first request, not lazily by the first write,
     which would let concurrent writes slip past a unique index still missing.
+    ``prepare(database)``: the same for collections used through pymongo directly.
     """
 
-    def __init__(self, name: str, documents=()):
+    def __init__(self, name: str, documents=(), prepare=None):
         self.name = name
         self.documents = tuple(documents)
+        self.prepare = prepare
         self.client = None
 
     def setup(self):
@@ -106,6 +108,8 @@ class MongoDatabase(DependencyProvider):
         self.client = mongoengine.get_connection(self.name)
         for document in self.documents:
             document.ensure_indexes()
+        if self.prepare is not None:
+            self.prepare(self.client[self.database_name])
 
     def stop(self):
         if self.client is None:

@@ -1,61 +1,263 @@
-"""The notifications service: residents told what concerns them, in their language."""
+"""The notifications service: residents told what concerns them, in their language, on their channels.
+
+Message handlers keep the service's view of residents, events and
+registrations, and apply the rules in ``rules`` in the same transaction as
+the record that the message was processed. Timers send due email/SMS
+deliveries, assemble digests and create the day-before reminders.
+"""
 from datetime import datetime, timezone
 
-from contracts import RESIDENT_REGISTERED
-from services.common.auth import Forbidden
+import jwt
+from nameko.dependency_providers import Config
+from nameko.rpc import RpcProxy, rpc
+from nameko.timer import timer
+
+from contracts import (
+    EVENT_CANCELLED, EVENT_CHANGED, EVENT_COMPLETED, EVENT_SCHEDULED, REGISTRATION_CANCELLED,
+    REGISTRATION_CONFIRMED, REGISTRATION_PROMOTED, REGISTRATION_WAITLISTED, RESIDENT_DEPARTED, RESIDENT_ERASED,
+    RESIDENT_MOVED, RESIDENT_PERMIT_EXPIRING, RESIDENT_REGISTERED, RESIDENT_UPDATED,
+)
+from services.common.auth import AuthError
 from services.common.base import ServiceBase
 from services.common.messaging import message_handler
 from services.common.mongo import MongoDatabase
-from services.common.web import api
-from services.notifications.domain import render
+from services.common.web import NotFound, ValidationFailed, api, load, read_json
+from services.notifications import delivery, rules, store
+from services.notifications.channels import Channels
+from services.notifications.compose import quiet_hours_from
+from services.notifications.policy import Preferences
+from services.notifications.schemas import PreferencesSchema
 
-INBOX = "inbox"
+UNSUBSCRIBE_AUDIENCE = "linli:unsubscribe"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _when(value: str | None) -> datetime:
+    return datetime.fromisoformat(value) if value else _now()
 
 
 class NotificationsService(ServiceBase):
     name = "notifications"
 
-    db = MongoDatabase("notifications")
+    db = MongoDatabase("notifications", prepare=store.ensure_indexes)
+    channels = Channels()
+    residents = RpcProxy("residents")
+    events = RpcProxy("events")
+    config = Config()
+
+    # -- the service's view of residents --------------------------------------------
 
     @message_handler("residents", RESIDENT_REGISTERED, batch=True)
-    def welcome(self, envelopes):
-        now = datetime.now(timezone.utc)
-        items = []
+    def on_resident_registered(self, envelopes):
         for envelope in envelopes:
-            facts = envelope.data
-            message = render("welcome", facts["preferred_language"], community_id=facts["community_id"])
-            items.append({
-                # One welcome per resident, whatever else happens upstream.
-                "_id": f"welcome:{facts['resident_id']}",
-                "resident_id": facts["resident_id"],
-                "community_id": facts["community_id"],
-                "kind": message.kind,
-                "language": message.language,
-                "title": message.title,
-                "body": message.body,
-                "fact_id": envelope.id,
-                "created_at": now,
-                "read_at": None,
-            })
-        self.db[INBOX].insert_many(items, session=self.db.session)
+            store.upsert_resident(self.db, envelope.data, session=self.db.session)
+        ctx = self._context()
+        self._create([record for envelope in envelopes for record in rules.welcome(ctx, envelope)])
+
+    @message_handler("residents", RESIDENT_UPDATED)
+    def on_resident_updated(self, envelope):
+        store.upsert_resident(self.db, envelope.data, session=self.db.session)
+
+    @message_handler("residents", RESIDENT_MOVED)
+    def on_resident_moved(self, envelope):
+        store.upsert_resident(self.db, envelope.data, session=self.db.session)
+
+    @message_handler("residents", RESIDENT_DEPARTED)
+    def on_resident_departed(self, envelope):
+        store.set_resident_status(self.db, envelope.data["resident_id"], "departed", session=self.db.session)
+
+    @message_handler("residents", RESIDENT_ERASED)
+    def on_resident_erased(self, envelope):
+        store.set_resident_status(self.db, envelope.data["resident_id"], "erased", session=self.db.session)
+
+    @message_handler("residents", RESIDENT_PERMIT_EXPIRING)
+    def on_permit_expiring(self, envelope):
+        self._create(rules.permit_expiring(self._context(), envelope))
+
+    # -- events and registrations ------------------------------------------------------
+
+    @message_handler("events", EVENT_SCHEDULED)
+    def on_event_scheduled(self, envelope):
+        store.upsert_event(self.db, envelope.data, "scheduled", session=self.db.session)
+        self._create(rules.event_announced(self._context(), envelope))
+
+    @message_handler("events", EVENT_CHANGED)
+    def on_event_changed(self, envelope):
+        store.upsert_event(self.db, envelope.data, "scheduled", session=self.db.session)
+        self._create(rules.to_registrants("event_changed")(self._context(), envelope))
+
+    @message_handler("events", EVENT_CANCELLED)
+    def on_event_cancelled(self, envelope):
+        store.upsert_event(self.db, envelope.data, "cancelled", session=self.db.session)
+        # Registrations ended by the cancellation may be recorded before it arrives.
+        rule = rules.to_registrants("event_cancelled", (*store.HOLDING_REGISTRATION, "cancelled_with_event"))
+        self._create(rule(self._context(), envelope))
+
+    @message_handler("events", EVENT_COMPLETED)
+    def on_event_completed(self, envelope):
+        store.upsert_event(self.db, envelope.data, "completed", session=self.db.session)
+
+    @message_handler("events", REGISTRATION_CONFIRMED)
+    def on_registration_confirmed(self, envelope):
+        store.set_registration(self.db, envelope.data, "confirmed", session=self.db.session)
+        self._create(rules.to_the_registrant("registration_confirmed")(self._context(), envelope))
+
+    @message_handler("events", REGISTRATION_WAITLISTED)
+    def on_registration_waitlisted(self, envelope):
+        store.set_registration(self.db, envelope.data, "waitlisted", session=self.db.session)
+        rule = rules.to_the_registrant("registration_waitlisted", "waitlist_position")
+        self._create(rule(self._context(), envelope))
+
+    @message_handler("events", REGISTRATION_PROMOTED)
+    def on_registration_promoted(self, envelope):
+        store.set_registration(self.db, envelope.data, "offered", session=self.db.session)
+        self._create(rules.to_the_registrant("registration_promoted", "confirm_by")(self._context(), envelope))
+
+    @message_handler("events", REGISTRATION_CANCELLED)
+    def on_registration_cancelled(self, envelope):
+        status = "cancelled_with_event" if envelope.data["reason"] == "event_cancelled" else "cancelled"
+        store.set_registration(self.db, envelope.data, status, session=self.db.session)
+
+    # -- HTTP ------------------------------------------------------------------------------
 
     @api("GET", "/residents/<resident_id>/inbox", scope="notifications:read")
     def inbox(self, request, resident_id):
-        items = list(self.db[INBOX].find({"resident_id": resident_id}).sort("created_at", -1))
-        if any(not request.principal.may_see(item["community_id"]) for item in items):
-            raise Forbidden("this token does not cover this resident's community")
-        return {
-            "resident_id": resident_id,
-            "items": [
-                {
-                    "id": item["_id"],
-                    "kind": item["kind"],
-                    "language": item["language"],
-                    "title": item["title"],
-                    "body": item["body"],
-                    "created_at": item["created_at"].isoformat(),
-                    "read": item["read_at"] is not None,
-                }
-                for item in items
-            ],
-        }
+        self._require_resident_community(request, resident_id)
+        unread_only = request.args.get("unread") in ("1", "true")
+        limit = _limit(request.args.get("limit"))
+        return {"resident_id": resident_id,
+                "items": [_inbox_item(n, ds) for n, ds in store.inbox(self.db, resident_id, unread_only, limit)]}
+
+    @api("POST", "/residents/<resident_id>/inbox/<notification_id>/read", scope="notifications:write")
+    def mark_read(self, request, resident_id, notification_id):
+        self._require_resident_community(request, resident_id)
+        if not store.mark_read(self.db, resident_id, notification_id, _now()):
+            raise NotFound(f"no notification {notification_id} for resident {resident_id}")
+        return {"id": notification_id, "read": True}
+
+    @api("GET", "/communities/<community_id>/inbox", scope="notifications:read")
+    def centre_inbox(self, request, community_id):
+        request.principal.require_community(community_id)
+        items = store.inbox(self.db, f"centre:{community_id}", request.args.get("unread") in ("1", "true"),
+                            _limit(request.args.get("limit")))
+        return {"community_id": community_id, "items": [_inbox_item(n, ds) for n, ds in items]}
+
+    @api("GET", "/residents/<resident_id>/preferences", scope="notifications:read")
+    def get_preferences(self, request, resident_id):
+        self._require_resident_community(request, resident_id)
+        saved = store.preferences(self.db, resident_id) or {}
+        return {"resident_id": resident_id, **{k: v for k, v in saved.items() if k != "_id"}}
+
+    @api("PUT", "/residents/<resident_id>/preferences", scope="notifications:write")
+    def put_preferences(self, request, resident_id):
+        prefs = load(PreferencesSchema(), read_json(request), "the preferences")
+        self._require_resident_community(request, resident_id)
+        store.save_preferences(self.db, resident_id, prefs)
+        return {"resident_id": resident_id, **prefs}
+
+    @api("POST", "/unsubscribe")
+    def unsubscribe(self, request):
+        """One-click unsubscribe (RFC 8058): the signed token from the email is the authority."""
+        token = request.args.get("token") or ""
+        try:
+            claims = jwt.decode(token, self.config["JWT_SECRET"], algorithms=["HS256"], audience=UNSUBSCRIBE_AUDIENCE)
+        except jwt.PyJWTError:
+            raise AuthError("this unsubscribe link is not valid") from None
+        store.opt_out(self.db, claims["sub"], claims["category"], claims["channel"])
+        return {"unsubscribed": {"category": claims["category"], "channel": claims["channel"]}}
+
+    # -- RPC and timers ------------------------------------------------------------------------
+
+    @rpc
+    def run_deliveries(self) -> dict:
+        return delivery.deliver_due(self.db, self.channels, self._address_of, self._unsubscribe_url, _now,
+                                    self._delivery_settings())
+
+    @rpc
+    def run_digests(self, now: str | None = None) -> int:
+        """Digests of everything held until ``now`` (default: the present), sent at once."""
+        return delivery.assemble_digests(self.db, self.db.client, _when(now), _now())
+
+    @rpc
+    def run_event_reminders(self, now: str | None = None) -> int:
+        ctx = self._context(now=_when(now), session=None)
+        return store.create_atomically(self.db, self.db.client, rules.reminders_due(ctx))
+
+    @timer(interval=1)
+    def deliver_regularly(self):
+        self.run_deliveries()
+
+    @timer(interval=60)
+    def digests_and_reminders_regularly(self):
+        self.run_digests()
+        self.run_event_reminders()
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _context(self, now=None, session="handler") -> rules.Context:
+        details = {}
+
+        def event_details(event_id):
+            if event_id not in details:
+                details[event_id] = self.events.get(event_id)
+            return details[event_id]
+
+        return rules.Context(
+            db=self.db, session=self.db.session if session == "handler" else session, now=now or _now(),
+            defaults=Preferences(time_zone=self.config.get("COMMUNITY_TIME_ZONE") or "Asia/Shanghai",
+                                 quiet_hours=quiet_hours_from(self.config.get("DEFAULT_QUIET_HOURS", "22:00-08:00"))),
+            event_details=event_details,
+            community_names=self.config.get("COMMUNITY_NAMES") or {},
+            centre_emails=self.config.get("SERVICE_CENTRE_EMAILS") or {})
+
+    def _create(self, records) -> int:
+        return store.create(self.db, records, session=self.db.session)
+
+    def _address_of(self, claimed: dict) -> str:
+        if delivery.is_centre(claimed):
+            return (self.config.get("SERVICE_CENTRE_EMAILS") or {})[claimed["community_id"]]
+        return delivery.address_from_contact(self.residents.get_contact(claimed["resident_id"], "notify"),
+                                             claimed["channel"])
+
+    def _unsubscribe_url(self, claimed: dict) -> str:
+        token = jwt.encode({"sub": claimed["resident_id"], "category": claimed["category"], "channel": "email",
+                            "aud": UNSUBSCRIBE_AUDIENCE}, self.config["JWT_SECRET"], algorithm="HS256")
+        base = self.config.get("PUBLIC_URL") or f"http://{self.config.get('WEB_SERVER_ADDRESS', '127.0.0.1:8003')}"
+        return f"{base.rstrip('/')}/unsubscribe?token={token}"
+
+    def _delivery_settings(self) -> delivery.Settings:
+        c = self.config
+        return delivery.Settings(max_attempts=int(c.get("DELIVERY_MAX_ATTEMPTS") or 5),
+                                 retry_base_s=float(c.get("DELIVERY_RETRY_BASE_SECONDS") or 30),
+                                 retry_cap_s=float(c.get("DELIVERY_RETRY_CAP_SECONDS") or 3600))
+
+    def _require_resident_community(self, request, resident_id):
+        community_id = store.resident_community(self.db, resident_id)
+        if community_id is None:
+            raise NotFound(f"no resident {resident_id} known to notifications")
+        request.principal.require_community(community_id)
+
+
+def _limit(raw) -> int:
+    try:
+        value = int(raw) if raw is not None else 50
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 500:
+        raise ValidationFailed("limit must be a whole number from 1 to 500", {"fields": {"limit": raw}})
+    return value
+
+
+def _inbox_item(notification: dict, deliveries: list[dict]) -> dict:
+    return {
+        "id": notification["_id"], "kind": notification["kind"], "category": notification["category"],
+        "critical": notification["critical"], "language": notification["language"],
+        "title": notification["title"], "body": notification["body"],
+        "created_at": notification["created_at"].isoformat(), "read": notification["read_at"] is not None,
+        "deliveries": [{"channel": d["channel"], "status": d["status"], "attempts": d["attempts"],
+                        "last_error": d["last_error"], "due_at": d["due_at"].isoformat(),
+                        "sent_at": d["sent_at"].isoformat() if d["sent_at"] else None} for d in deliveries],
+    }

@@ -186,10 +186,11 @@ def facts(resident_id: str, resident: dict) -> dict:
         "preferred_language": resident["preferred_language"],
         "birth_year": birth_date.year if birth_date else None,
         "tags": sorted(set(resident.get("tags") or [])),
+        "consent": {**DEFAULT_CONSENT, **(resident.get("consent") or {})},
     }
 
 
-CATEGORICAL_FIELDS = ("residence_type", "nationality", "preferred_language", "grid_id", "tags")
+CATEGORICAL_FIELDS = ("residence_type", "nationality", "preferred_language", "grid_id", "tags", "consent")
 
 
 def update_facts(resident_id: str, community_id: str, changes: dict) -> dict:

@@ -129,7 +129,7 @@ def test_unknown_ids_get_404(platform, url, writer, token):
 
 def test_a_registered_resident_is_counted_and_welcomed(platform, url, writer):
     with entrypoint_waiter(platform["reports"], "on_resident_registered", timeout=10), \
-            entrypoint_waiter(platform["notifications"], "welcome", timeout=10):
+            entrypoint_waiter(platform["notifications"], "on_resident_registered", timeout=10):
         response = requests.post(url + "/residents", json=MARIE, headers=writer)
     assert response.status_code == 201
     resident_id = response.json()["id"]
