@@ -30,8 +30,8 @@ class Context:
     def community(self, community_id: str) -> dict:
         return self.community_names.get(community_id) or {"en": community_id, "zh-CN": community_id}
 
-    def recipients(self, query: dict):
-        return store.recipients(self.db, query, self.defaults, session=self.session)
+    def recipients(self, query: dict, limit: int = 0):
+        return store.recipients(self.db, query, self.defaults, session=self.session, limit=limit)
 
     @property
     def time_zone(self) -> str:
@@ -56,11 +56,22 @@ def audience_query(facts: dict) -> dict:
     return query
 
 
-def event_announced(ctx: Context, envelope) -> list:
+def event_announced(ctx: Context, envelope) -> dict:
+    """A fan-out job rather than records: a community can have 100,000 residents, more than
+    one transaction should hold. ``fan_out`` works through it in pages."""
     facts = envelope.data
-    composer = Composer("event_announced", envelope.id, {"event": ctx.event_details(facts["event_id"])}, ctx.now,
-                        category=facts["category"])
-    return _records(composer, ctx.recipients(audience_query(facts)))
+    return {"_id": f"event_announced:{envelope.id}", "kind": "event_announced", "fact_id": envelope.id,
+            "category": facts["category"], "variables": {"event": ctx.event_details(facts["event_id"])},
+            "query": audience_query(facts), "after": "", "status": "pending", "created_at": ctx.now}
+
+
+def fan_out(ctx: Context, job: dict, page_size: int) -> tuple[list, str | None]:
+    """The records for the next page of a fan-out job's audience, and where the page ended."""
+    page = ctx.recipients({**job["query"], "_id": {"$gt": job["after"]}}, limit=page_size)
+    if not page:
+        return [], None
+    composer = Composer(job["kind"], job["fact_id"], job["variables"], ctx.now, category=job["category"])
+    return _records(composer, page), page[-1].id
 
 
 def to_registrants(kind: str, statuses=store.HOLDING_REGISTRATION):

@@ -82,7 +82,7 @@ class NotificationsService(ServiceBase):
     @message_handler("events", EVENT_SCHEDULED)
     def on_event_scheduled(self, envelope):
         store.upsert_event(self.db, envelope.data, "scheduled", session=self.db.session)
-        self._create(rules.event_announced(self._context(), envelope))
+        store.add_fan_out(self.db, rules.event_announced(self._context(), envelope), session=self.db.session)
 
     @message_handler("events", EVENT_CHANGED)
     def on_event_changed(self, envelope):
@@ -185,6 +185,28 @@ class NotificationsService(ServiceBase):
     def run_event_reminders(self, now: str | None = None) -> int:
         ctx = self._context(now=_when(now), session=None)
         return store.create_atomically(self.db, self.db.client, rules.reminders_due(ctx))
+
+    @rpc
+    def run_fan_outs(self, page_size: int = 1000) -> int:
+        """Work through announcements page by page, each page in its own transaction;
+        a page repeated after a crash (or by a second instance) creates nothing twice."""
+        made = 0
+        for job in store.pending_fan_outs(self.db):
+            ctx = self._context(session=None)
+            while True:
+                records, after = rules.fan_out(ctx, job, page_size)
+                made_now = store.create_atomically(
+                    self.db, self.db.client, records,
+                    then=lambda session: store.advance_fan_out(self.db, job["_id"], after, session=session))
+                made += made_now
+                if after is None:
+                    break
+                job["after"] = after
+        return made
+
+    @timer(interval=1)
+    def fan_out_regularly(self):
+        self.run_fan_outs()
 
     @timer(interval=1)
     def deliver_regularly(self):

@@ -19,6 +19,7 @@ PREFERENCES = "preferences"
 EVENTS = "events"
 REGISTRATIONS = "registrations"
 NOTIFICATIONS = "notifications"
+FAN_OUTS = "fan_outs"
 DELIVERIES = "deliveries"
 HOLDING_REGISTRATION = ("confirmed", "waitlisted", "offered")
 
@@ -30,6 +31,7 @@ def ensure_indexes(db) -> None:
     db[NOTIFICATIONS].create_index([("recipient", ASCENDING), ("created_at", DESCENDING)])
     db[DELIVERIES].create_index([("status", ASCENDING), ("due_at", ASCENDING)])
     db[DELIVERIES].create_index([("notification_id", ASCENDING)])
+    db[FAN_OUTS].create_index([("status", ASCENDING)])
 
 
 # -- what the service knows of residents --------------------------------------
@@ -51,9 +53,11 @@ def resident_community(db, resident_id: str) -> str | None:
     return doc["community_id"] if doc else None
 
 
-def recipients(db, query: dict, defaults: Preferences, session=None) -> list[Recipient]:
-    """Active residents matching ``query`` with their preferences, in two queries however many."""
-    residents = list(db[AUDIENCE].find({**query, "status": "active"}, session=session))
+def recipients(db, query: dict, defaults: Preferences, session=None, limit: int = 0) -> list[Recipient]:
+    """Active residents matching ``query`` (in id order, ``limit`` of them if given) with their
+    preferences, in two queries however many."""
+    found = db[AUDIENCE].find({**query, "status": "active"}, session=session).sort("_id", ASCENDING)
+    residents = list(found.limit(limit) if limit else found)
     ids = [r["_id"] for r in residents]
     prefs = {p["_id"]: p for p in db[PREFERENCES].find({"_id": {"$in": ids}}, session=session)} if ids else {}
     return [
@@ -102,6 +106,22 @@ def registrant_ids(db, event_id: str, statuses=HOLDING_REGISTRATION, session=Non
     found = db[REGISTRATIONS].find({"event_id": event_id, "status": {"$in": list(statuses)}},
                                    {"resident_id": 1}, session=session)
     return [r["resident_id"] for r in found]
+
+
+# -- fan-out jobs ---------------------------------------------------------------------
+
+def add_fan_out(db, job: dict, session=None) -> None:
+    db[FAN_OUTS].insert_one(job, session=session)
+
+
+def pending_fan_outs(db) -> list[dict]:
+    return list(db[FAN_OUTS].find({"status": "pending"}).sort("created_at", ASCENDING))
+
+
+def advance_fan_out(db, job_id: str, after: str | None, session=None) -> None:
+    """Record a page as done; ``after`` None means the audience is exhausted."""
+    done = {"after": after} if after is not None else {"status": "done"}
+    db[FAN_OUTS].update_one({"_id": job_id}, {"$set": done}, session=session)
 
 
 # -- notifications and deliveries ---------------------------------------------------

@@ -10,7 +10,10 @@ Both are measured in this run, on this broker (a vhost of their own):
 - import: a collection form of 50,000 fictional residents, from upload until
   reports counts every one;
 - events: 2,000 of them registering for 20 events at once (16 clients):
-  registrations per second and p99 latency.
+  registrations per second and p99 latency (the events are for a tag none
+  of them has, so their announcements do not load this measurement);
+- announcement: an event scheduled in a community of 10,000 residents (all
+  opted in), until every one of them has it in their inbox.
 
 It prints figures and their ratio. Nothing here asserts a timing.
 """
@@ -133,7 +136,7 @@ def event_registrations(urls: dict, headers: dict, community: str, residents: in
                 "title": {"zh-CN": f"文化分享会 {number}", "en": f"Cultural sharing session {number}"},
                 "venue": f"活动室 {number}", "starts_at": starts.isoformat(),
                 "ends_at": (starts + timedelta(hours=2)).isoformat(), "capacity": residents // events * 9 // 10,
-                "audience": "community"}
+                "audience": "tagged", "audience_tags": ["bench-nobody"]}
         [event_id] = requests.post(urls["events"] + "/events", json=body, headers=headers).json()["ids"]
         requests.post(f"{urls['events']}/events/{event_id}/schedule", headers=headers).raise_for_status()
         event_ids.append(event_id)
@@ -176,6 +179,32 @@ def form_import(urls: dict, headers: dict, rows: int) -> tuple[float, float, str
     return rows / elapsed, rows / (imported_in or elapsed), community
 
 
+def announcement(urls: dict, headers: dict, residents: int) -> float:
+    """Notifications per second from scheduling an event in a community of ``residents``
+    until each has it in the inbox (counted in the notifications database)."""
+    import pymongo
+
+    _, _, community = form_import(urls, headers, residents)
+    client = pymongo.MongoClient(f"mongodb://127.0.0.1:{os.environ['LINLI_MONGO_PORT']}/?replicaSet=secantus")
+    database = client[os.environ.get("LINLI_DB_PREFIX", "linli_") + "notifications"]
+    while database.audience.count_documents({"community_id": community}) < residents:
+        time.sleep(0.5)  # every resident known to notifications before the clock starts
+    starts = datetime.now(timezone.utc) + timedelta(days=7)
+    body = {"community_id": community, "organiser": "neighbourhood_centre", "category": "food",
+            "title": {"zh-CN": "国际美食节", "en": "International Food Festival"}, "venue": "社区广场",
+            "starts_at": starts.isoformat(), "ends_at": (starts + timedelta(hours=4)).isoformat(),
+            "capacity": 500, "audience": "community"}
+    [event_id] = requests.post(urls["events"] + "/events", json=body, headers=headers).json()["ids"]
+    started = time.perf_counter()
+    requests.post(f"{urls['events']}/events/{event_id}/schedule", headers=headers).raise_for_status()
+    while database.notifications.count_documents({"kind": "event_announced", "community_id": community,
+                                                  "in_inbox": True}) < residents:
+        time.sleep(0.25)
+    elapsed = time.perf_counter() - started
+    client.close()
+    return residents / elapsed
+
+
 def _free_port() -> int:
     import socket
 
@@ -192,6 +221,7 @@ def main() -> None:
     parser.add_argument("--form-rows", type=int, default=50_000, help="rows of the collection form imported")
     parser.add_argument("--registrations", type=int, default=2000, help="residents registering for events")
     parser.add_argument("--events", type=int, default=20)
+    parser.add_argument("--audience", type=int, default=10_000, help="residents an event is announced to")
     args = parser.parse_args()
 
     vhost = f"linli-bench-{uuid.uuid4().hex[:8]}"
@@ -218,6 +248,10 @@ def main() -> None:
                   f"{rate:9.1f} registrations/s   p99 {p99 * 1000:.0f} ms   "
                   f"({outcomes['confirmed']} confirmed, {outcomes['waitlisted']} waitlisted)")
             print(f"ratio     registrations / baseline = {rate / base_rate:.4f}")
+            rate = announcement(urls, headers, args.audience)
+            print(f"announce  event scheduled -> in every inbox      {args.audience:>6} residents "
+                  f"{rate:7.1f} notifications/s")
+            print(f"ratio     announcement / baseline = {rate / base_rate:.4f}")
         finally:
             stack.stop()
     finally:

@@ -342,3 +342,15 @@ def test_one_notification_and_one_email_per_fact_with_redelivery_and_two_instanc
     assert sorted(m["To"] for m in platform.smtp.messages()) == sorted(f"r{n}@example.test" for n in range(20))
     for resident_id in ids:
         assert platform.kinds(resident_id) == ["welcome"]
+
+
+def test_a_large_announcement_is_worked_through_in_pages_without_doubles(platform):
+    residents = [platform.resident(f"居民{n}") for n in range(7)]
+    platform.event()
+    with platform.rpc("notifications") as notifications:
+        # Small pages here, while the service's own timer works through the same job in large ones.
+        notifications.run_fan_outs(2)
+        notifications.run_fan_outs(2)
+    for resident_id in residents:
+        platform.inbox_where(resident_id, lambda items: "event_announced" in [i["kind"] for i in items])
+        assert platform.kinds(resident_id) == ["event_announced", "welcome"]
