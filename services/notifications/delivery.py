@@ -7,6 +7,8 @@ mid-way is claimed again when the lease runs out.
 from __future__ import annotations
 
 import logging
+
+from prometheus_client import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
@@ -17,6 +19,12 @@ from services.notifications.compose import CENTRE_PREFIX, Composer, Recipient, d
 from services.notifications.domain import render
 
 log = logging.getLogger(__name__)
+
+DELIVERIES = Counter(
+    "linli_notification_deliveries_total",
+    "Email/SMS delivery attempts by channel and outcome (sent | retry | failed | skipped).",
+    ["channel", "outcome"],
+)
 
 
 @dataclass(frozen=True)
@@ -41,13 +49,14 @@ def deliver_due(db, channels: dict, address_of, unsubscribe_url, now_fn, setting
             break
         outcome = deliver_one(db, claimed, channels, address_of, unsubscribe_url, now_fn, settings)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        DELIVERIES.labels(claimed["channel"], outcome).inc()
     return outcomes
 
 
 def deliver_one(db, claimed: dict, channels, address_of, unsubscribe_url, now_fn, settings) -> str:
     channel = claimed["channel"]
     try:
-        address = address_of(claimed)
+        address = _lookup(address_of, claimed)
         url = unsubscribe_url(claimed) if channel == "email" and claimed["resident_id"] else None
         channels[channel].send(address, Outgoing(claimed["_id"], claimed["title"], _with_footer(claimed, url), url))
     except Unreachable as exc:
@@ -64,6 +73,16 @@ def deliver_one(db, claimed: dict, channels, address_of, unsubscribe_url, now_fn
         return "retry"
     store.finish(db, claimed["_id"], "sent", now_fn())
     return "sent"
+
+
+def _lookup(address_of, claimed: dict) -> str:
+    """The address, or ``Unreachable``; a failing lookup (residents service down) is retried."""
+    try:
+        return address_of(claimed)
+    except Unreachable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to look up is worth another try later
+        raise ChannelError(f"contact lookup failed: {type(exc).__name__}") from None
 
 
 def _with_footer(claimed: dict, unsubscribe_url: str | None) -> str:

@@ -240,7 +240,10 @@ class NotificationsService(ServiceBase):
 
     def _address_of(self, claimed: dict) -> str:
         if delivery.is_centre(claimed):
-            return (self.config.get("SERVICE_CENTRE_EMAILS") or {})[claimed["community_id"]]
+            address = (self.config.get("SERVICE_CENTRE_EMAILS") or {}).get(claimed["community_id"])
+            if not address:
+                raise delivery.Unreachable("no email address is configured for this service centre")
+            return address
         return delivery.address_from_contact(self.residents.get_contact(claimed["resident_id"], "notify"),
                                              claimed["channel"])
 
