@@ -8,11 +8,12 @@ from services.common.messaging import message_handler
 from services.common.mongo import MongoDatabase
 from services.common.web import api
 from services.notifications.domain import render
+from services.notifications.partners import PartnerFeeds
 
 INBOX = "inbox"
 
 
-class NotificationsService(ServiceBase):
+class NotificationsService(ServiceBase, PartnerFeeds):
     name = "notifications"
 
     db = MongoDatabase("notifications")
