@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 from pymongo import ASCENDING, ReturnDocument
 
+from contracts import registry
 from services.notifications import feeds
 
 PARTNERS, SUBSCRIPTIONS, COUNTERS = "partners", "feed_subscriptions", "feed_counters"
@@ -63,6 +64,8 @@ def record_message(db, envelope) -> int:
     matching = [s for s in db[SUBSCRIPTIONS].find({"status": "active", "types": envelope.type}, session=session)
                 if feeds.subscription_matches(s, envelope.type, envelope.community)]
     at = now()
+    # As it was on the wire: the handler's envelope holds loaded values (datetimes), not their JSON form.
+    wire = {**envelope.to_wire(), "data": registry.get(envelope.type, envelope.version).schema().dump(envelope.data)}
     for subscription in matching:
         partner_id = subscription["partner_id"]
         # Incremented inside the transaction: a concurrent one conflicts and retries after this
@@ -74,7 +77,7 @@ def record_message(db, envelope) -> int:
         db[ENTRIES].insert_one({
             "_id": entry_id, "partner_id": partner_id, "subscription_id": subscription["_id"],
             "method": subscription["method"], "sequence": counter["sequence"],
-            "envelope": envelope.to_wire(), "recorded_at": at,
+            "envelope": wire, "recorded_at": at,
         }, session=session)
         if subscription["method"] in PUSH_METHODS:
             db[DELIVERIES].insert_one(_new_delivery(subscription, entry_id, envelope.id, at), session=session)
