@@ -36,8 +36,10 @@ def _flag(value) -> bool:
 
 
 def _schedule(value) -> tuple[float, ...]:
-    if not value:
+    if value is None or value == "":
         return feeds.DEFAULT_RETRY_SCHEDULE_S
+    if isinstance(value, (int, float)):  # one number in YAML: a single attempt after that delay
+        return (float(value),)
     items = value.split(",") if isinstance(value, str) else value
     return tuple(float(item) for item in items)
 
