@@ -17,13 +17,15 @@ from standardwebhooks import Webhook
 
 from contracts import RESIDENT_REGISTERED, build_envelope
 from services.common.auth import issue_token
+from services.common.mongo import Database
+from services.notifications import feed_store
 from services.events.service import EventsService
 from services.notifications.service import NotificationsService
 from services.residents.service import ResidentsService
 from tests.conftest import RUN_ID, TEST_SECRET, rabbitmqctl
 
 pytestmark = pytest.mark.integration
-ADMIN_SCOPES = ["notifications:admin", "residents:write", "events:write", "events:read"]
+ADMIN_SCOPES = ["notifications:admin", "residents:write", "residents:pii", "events:write", "events:read"]
 _venues = itertools.count(1)
 EXIT_ENTRY_SCOPES = {"types": ["resident.registered"], "communities": ["tongzilin"],
                      "personal_fields": ["document_type", "document_number", "name_romanised", "nationality"],
@@ -101,6 +103,10 @@ def platform(container_factory, config, free_port, partner_user_prefix, amqp_uri
             [event_id] = requests.post(urls["events"] + "/events", json=body, headers=admin).json()["ids"]
             assert requests.post(urls["events"] + f"/events/{event_id}/schedule", headers=admin).status_code == 200
             return event_id
+
+        def erase(self, resident_id):
+            erased = requests.delete(urls["residents"] + f"/residents/{resident_id}/personal-data", headers=admin)
+            assert erased.status_code == 200, erased.text
 
         def deliveries(self, partner_id, status=None):
             return self.notifications("GET", f"/partners/{partner_id}/deliveries",
@@ -374,3 +380,24 @@ def test_a_redelivered_message_does_not_make_a_second_entry(platform, mongo_clie
     assert [item["id"] for item in items] == [twice.id, sentinel.id]
     entries = mongo_client[config["MONGO_DB_PREFIX"] + "notifications"]["feed_entries"]
     assert entries.count_documents({"envelope.id": twice.id}) == 1
+
+
+def test_personal_fields_are_fetched_when_delivered_and_an_erased_resident_gives_none(platform):
+    platform.partner("exit-entry", EXIT_ENTRY_SCOPES)
+    platform.subscribe("exit-entry", types=["resident.registered"], communities=["tongzilin"], method="pull")
+    marie = platform.resident(**MARIE)
+    [item] = eventually(lambda: platform.notifications("GET", "/feeds/exit-entry").json()["items"], what="the entry")
+    assert item["data"]["personal"]["document_number"] == "E12345678"
+    platform.erase(marie)
+    [item] = platform.notifications("GET", "/feeds/exit-entry").json()["items"]
+    assert item["data"]["resident_id"] == marie and "personal" not in item["data"]
+
+
+def test_two_instances_never_claim_one_delivery_at_once(mongo_client, config):
+    db = Database(mongo_client, config["MONGO_DB_PREFIX"] + "notifications")
+    db[feed_store.DELIVERIES].insert_one(feed_store._new_delivery(
+        {"_id": "s1", "partner_id": "p1", "method": "webhook"}, "e1:s1", "e1", feed_store.now()))
+    pool = eventlet.GreenPool(10)
+    claims = [c for c in pool.imap(lambda n: feed_store.claim_due_delivery(db, 60, f"instance-{n}"), range(10)) if c]
+    assert len(claims) == 1
+    assert feed_store.claim_due_delivery(db, 60, "late") is None  # leased until the holder finishes
