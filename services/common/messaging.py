@@ -10,6 +10,9 @@ runs the method exactly once per envelope ``id`` (the effect and the
 "processed" record commit together, see ``mongo.Database.exactly_once``), and
 parks any message whose handling fails in a dead-letter queue with the error,
 where nameko would have acked it away.
+
+``multi_source_message_handler([(source_service, message_type), ...])`` does the
+same for one queue bound to several services' exchanges and several types.
 """
 from __future__ import annotations
 
