@@ -10,6 +10,9 @@ runs the method exactly once per envelope ``id`` (the effect and the
 "processed" record commit together, see ``mongo.Database.exactly_once``), and
 parks any message whose handling fails in a dead-letter queue with the error,
 where nameko would have acked it away.
+
+``multi_source_message_handler([(source_service, message_type), ...])`` does the
+same for one queue bound to several services' exchanges and several types.
 """
 from __future__ import annotations
 
@@ -22,10 +25,11 @@ from datetime import datetime, timezone
 from functools import partial
 
 import eventlet
-from kombu import Connection, Exchange, Queue
+from kombu import Connection, Exchange, Queue, binding
 from nameko.amqp.publish import Publisher
 from nameko.exceptions import ContainerBeingKilled
-from nameko.events import EventDispatcher, EventHandler
+from nameko.events import EventDispatcher, EventHandler, get_event_exchange
+from nameko.messaging import Consumer
 
 from contracts import ContractError, MessageType, build_envelope, parse_envelope
 from services.common.metrics import MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED, MESSAGES_PUBLISHED
@@ -116,8 +120,15 @@ class MessageHandler(EventHandler):
         self.max_wait_s = max_wait_s
         super().__init__(source_service, message_type.name, **kwargs)
 
+    @property
+    def expected_types(self) -> set[str]:
+        return {self.message_type.name}
+
     def setup(self):
         super().setup()
+        self._setup_batching_and_dead_letter()
+
+    def _setup_batching_and_dead_letter(self):
         self._pending: list[Delivery] = []
         self._flush_timer = None
         self.dead_letter_queue = dead_letter_queue(self.queue.name)
@@ -134,9 +145,9 @@ class MessageHandler(EventHandler):
     def handle_message(self, body, message):
         try:
             envelope = parse_envelope(body)
-            if envelope.type != self.message_type.name:
+            if envelope.type not in self.expected_types:
                 raise ContractError(
-                    f"expected {self.message_type.name}, got {envelope.type} on this queue"
+                    f"expected {' or '.join(sorted(self.expected_types))}, got {envelope.type} on this queue"
                 )
         except ContractError as exc:
             self.dead_letter(body, message, exc)
@@ -214,6 +225,29 @@ def _database_of(service) -> Database:
     return found[0]
 
 
+def _handled_exactly_once(method, batch: bool):
+    """Wrap a handler method so it sees each envelope id once per consumer (see ``message_handler``)."""
+
+    @functools.wraps(method)
+    def handle_once(self, envelopes):
+        consumer = f"{self.name}.{method.__name__}"
+
+        def effect(fresh):
+            if batch:
+                method(self, fresh)
+            else:
+                for envelope in fresh:
+                    method(self, envelope)
+
+        fresh = _database_of(self).exactly_once(consumer, envelopes, effect)
+        fresh_ids = {envelope.id for envelope in fresh}
+        for envelope in envelopes:
+            outcome = "processed" if envelope.id in fresh_ids else "duplicate"
+            MESSAGES_CONSUMED.labels(self.name, envelope.type, outcome).inc()
+
+    return handle_once
+
+
 def message_handler(source_service: str, message_type: MessageType, *, batch: bool = False,
                     max_batch: int = 200, max_wait_s: float = 0.02, **kwargs):
     """Decorate a handler of ``message_type`` from ``source_service``.
@@ -226,25 +260,54 @@ def message_handler(source_service: str, message_type: MessageType, *, batch: bo
     """
 
     def decorate(method):
-        @functools.wraps(method)
-        def handle_once(self, envelopes):
-            consumer = f"{self.name}.{method.__name__}"
-
-            def effect(fresh):
-                if batch:
-                    method(self, fresh)
-                else:
-                    for envelope in fresh:
-                        method(self, envelope)
-
-            fresh = _database_of(self).exactly_once(consumer, envelopes, effect)
-            type_name = message_type.name
-            MESSAGES_CONSUMED.labels(self.name, type_name, "processed").inc(len(fresh))
-            if len(fresh) < len(envelopes):
-                MESSAGES_CONSUMED.labels(self.name, type_name, "duplicate").inc(len(envelopes) - len(fresh))
-
         return MessageHandler.decorator(
             source_service, message_type, max_batch=max_batch if batch else 1, max_wait_s=max_wait_s, **kwargs
-        )(handle_once)
+        )(_handled_exactly_once(method, batch))
+
+    return decorate
+
+
+class MultiSourceMessageHandler(MessageHandler):
+    """Consumes several message types, from several services' exchanges, on one queue.
+
+    nameko's ``EventHandler`` binds a queue to one exchange and routing key;
+    this one binds its queue, ``linli-<service>.<method>``, once per
+    ``(source_service, message_type)`` pair, and otherwise behaves as
+    ``MessageHandler`` (contract check, batching, dead-letter queue).
+    """
+
+    def __init__(self, sources, **kwargs):
+        self.sources = tuple(sources)
+        if not self.sources:
+            raise ValueError("MultiSourceMessageHandler needs at least one (source_service, message_type)")
+        first_source, first_type = self.sources[0]
+        super().__init__(first_source, first_type, **kwargs)
+
+    @property
+    def expected_types(self) -> set[str]:
+        return {message_type.name for _, message_type in self.sources}
+
+    def setup(self):
+        config = self.container.config
+        self.queue = Queue(
+            f"linli-{self.container.service_name}.{self.method_name}",
+            bindings=[
+                binding(get_event_exchange(source, config), routing_key=message_type.name)
+                for source, message_type in self.sources
+            ],
+            durable=True,
+        )
+        Consumer.setup(self)  # EventHandler.setup would build a queue of one binding
+        self._setup_batching_and_dead_letter()
+
+
+def multi_source_message_handler(sources, *, batch: bool = False, max_batch: int = 200,
+                                 max_wait_s: float = 0.02, **kwargs):
+    """Like ``message_handler``, for ``sources``: ``[(source_service, message_type), ...]`` on one queue."""
+
+    def decorate(method):
+        return MultiSourceMessageHandler.decorator(
+            sources, max_batch=max_batch if batch else 1, max_wait_s=max_wait_s, **kwargs
+        )(_handled_exactly_once(method, batch))
 
     return decorate

@@ -25,6 +25,7 @@ from services.common.web import NotFound, ValidationFailed, api, load, read_json
 from services.notifications import delivery, rules, store
 from services.notifications.channels import Channels
 from services.notifications.compose import quiet_hours_from
+from services.notifications.partners import PartnerFeeds
 from services.notifications.policy import Preferences
 from services.notifications.schemas import PreferencesSchema
 
@@ -39,7 +40,7 @@ def _when(value: str | None) -> datetime:
     return datetime.fromisoformat(value) if value else _now()
 
 
-class NotificationsService(ServiceBase):
+class NotificationsService(ServiceBase, PartnerFeeds):
     name = "notifications"
 
     db = MongoDatabase("notifications", prepare=store.ensure_indexes)

@@ -20,6 +20,7 @@ from contracts import (
     RESIDENT_REGISTERED,
     RESIDENT_UPDATED,
 )
+from contracts.feeds import PARTNER_PERSONAL_FIELDS
 from services.common.messaging import fact_id
 from services.common.web import ApiError, Conflict, NotFound
 from services.residents import domain
@@ -280,6 +281,9 @@ class UnknownPurpose(ApiError):
     code = "unknown_purpose"
 
 
+PARTNER_FEED_PURPOSE = "partner_feed"
+
+
 def contact(vault: Vault, resident_id: str, purpose: str, caller: str) -> dict:
     """Only the fields ``purpose`` needs, and an audit record that they were read."""
     if purpose not in domain.CONTACT_PURPOSES:
@@ -292,6 +296,22 @@ def contact(vault: Vault, resident_id: str, purpose: str, caller: str) -> dict:
         return {"resident_id": resident_id, "reachable": False}
     full = view(vault, resident, with_pii=True)
     return {"resident_id": resident_id, "reachable": True, **{f: full[f] for f in fields}}
+
+
+def partner_fields(vault: Vault, resident_id: str, partner_id: str, fields: list, caller: str) -> dict:
+    """The personal fields a partner's feed carries (only those ``contracts.feeds`` allows a partner
+    to be entitled to; the notifications service checks the partner's own scope), audited with
+    the partner as the reader. An erased resident gives none."""
+    outside = sorted(set(fields) - PARTNER_PERSONAL_FIELDS)
+    ContactAccess(resident_id=resident_id, purpose=PARTNER_FEED_PURPOSE, caller=f"partner:{partner_id} via {caller}",
+                  fields=list(fields), granted=not outside).save()
+    if outside:
+        raise ApiError(f"not fields a partner may receive: {outside}", code="not_partner_fields")
+    resident = find(resident_id)
+    if resident.erased_at is not None:
+        return {"resident_id": resident_id, "available": False}
+    full = view(vault, resident, with_pii=True)
+    return {"resident_id": resident_id, "available": True, **{f: full[f] for f in fields}}
 
 
 def today_in(time_zone: str) -> date:

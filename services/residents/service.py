@@ -157,6 +157,11 @@ class ResidentsService(ServiceBase):
         return registry.contact(self.vault, resident_id, purpose, self.caller)
 
     @rpc
+    def get_for_partner(self, resident_id: str, partner_id: str, fields: list) -> dict:
+        """Personal fields for a partner department's feed; see ``registry.partner_fields``."""
+        return registry.partner_fields(self.vault, resident_id, partner_id, fields, self.caller)
+
+    @rpc
     def run_permit_reminders(self, today: str | None = None) -> int:
         day = date.fromisoformat(today) if today else self._today()
         return reminders.send_permit_reminders(self.publish, day)

@@ -1,0 +1,134 @@
+"""Delivering feed entries to partners' queues and webhooks.
+
+``relay_due`` claims due deliveries one at a time (a lease, so two instances
+never send one delivery at once), builds the partner's view of the envelope —
+fetching personal fields from the residents service only now, only those the
+partner is entitled to — and sends it. Nothing personal is logged or stored.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from nameko.amqp.publish import Publisher
+from nameko.extensions import DependencyProvider
+
+from services.notifications import feed_store, feeds, webhooks
+from services.notifications.broker_admin import FEEDS_EXCHANGE
+
+log = logging.getLogger(__name__)
+TRY_AGAIN_S = 5  # after trouble on our side (broker, residents service): not the partner's attempt
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    retry_schedule_s: tuple[float, ...]
+    webhook_timeout_s: float
+    webhook_allow_private: bool
+    lease_s: float
+    batch: int
+    jwt_secret: str
+
+
+def _flag(value) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _schedule(value) -> tuple[float, ...]:
+    if value is None or value == "":
+        return feeds.DEFAULT_RETRY_SCHEDULE_S
+    if isinstance(value, (int, float)):  # one number in YAML: a single attempt after that delay
+        return (float(value),)
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(float(item) for item in items)
+
+
+class FeedConfig(DependencyProvider):
+    """The partner-feed settings, read from config once, and the publisher to partner queues."""
+
+    def setup(self):
+        config = self.container.config
+        self.settings = FeedSettings(
+            retry_schedule_s=_schedule(config.get("WEBHOOK_RETRY_SCHEDULE_SECONDS")),
+            webhook_timeout_s=float(config.get("WEBHOOK_TIMEOUT_SECONDS") or 10),
+            webhook_allow_private=_flag(config.get("WEBHOOK_ALLOW_PRIVATE", False)),
+            lease_s=float(config.get("FEED_DELIVERY_LEASE_SECONDS") or 60),
+            batch=int(config.get("FEED_RELAY_BATCH") or 100),
+            jwt_secret=config.get("JWT_SECRET", ""),
+        )
+        self.publisher = Publisher(config["AMQP_URI"], declare=[FEEDS_EXCHANGE], mandatory=True)
+        self.owner = uuid.uuid4().hex  # this instance, as the holder of delivery leases
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+
+def relay_due(db, feed_config: FeedConfig, fetch_personal) -> int:
+    """Send up to ``batch`` due deliveries; ``fetch_personal(resident_id, partner_id, fields)``."""
+    done = 0
+    settings = feed_config.settings
+    while done < settings.batch:
+        delivery = feed_store.claim_due_delivery(db, settings.lease_s, feed_config.owner)
+        if delivery is None:
+            break
+        done += 1
+        try:
+            _deliver(db, feed_config, delivery, fetch_personal)
+        except Exception as exc:  # noqa: BLE001 - one delivery's trouble must not stop the others
+            log.warning("feed delivery %s: %s", delivery["_id"], type(exc).__name__)
+            feed_store.postpone(db, delivery, f"{type(exc).__name__}: {exc}", TRY_AGAIN_S)
+    return done
+
+
+def _deliver(db, feed_config: FeedConfig, delivery: dict, fetch_personal) -> None:
+    settings = feed_config.settings
+    subscription = feed_store.find_subscription(db, delivery["subscription_id"])
+    if subscription is None or subscription["status"] != "active":
+        feed_store.disable_subscription(db, delivery, "the subscription is disabled")
+        return
+    if delivery["method"] == "webhook":
+        try:
+            feeds.check_webhook_url(subscription["url"], settings.webhook_allow_private)
+        except feeds.UnsafeUrl as exc:
+            feed_store.mark_failed_attempt(db, delivery, f"{exc.code}: {exc}", None)
+            return
+    envelope = _partner_view(db, delivery, fetch_personal)
+    if delivery["method"] == "queue":
+        _publish_to_queue(db, feed_config, delivery, envelope)
+        return
+    outcome = webhooks.send(subscription["url"], subscription["secret"], envelope, settings.webhook_timeout_s)
+    if outcome.delivered:
+        feed_store.mark_sent(db, delivery)
+    elif outcome.gone:
+        feed_store.disable_subscription(db, delivery, outcome.error)
+    else:
+        delay = feeds.next_retry_delay(delivery["attempts"] + 1, settings.retry_schedule_s, outcome.retry_after_s)
+        feed_store.mark_failed_attempt(db, delivery, outcome.error, delay)
+
+
+def _partner_view(db, delivery: dict, fetch_personal) -> dict:
+    entry = feed_store.find_entry(db, delivery["entry_id"])
+    partner = feed_store.find_partner(db, delivery["partner_id"])
+    scopes = feeds.PartnerScopes.from_document(partner["scopes"])
+    return view_for_partner(scopes, partner["_id"], entry["envelope"], fetch_personal)
+
+
+def view_for_partner(scopes, partner_id: str, envelope_wire: dict, fetch_personal) -> dict:
+    """The envelope with the personal fields ``scopes`` allow, fetched now (or none)."""
+    wanted = feeds.personal_fields_wanted(scopes, envelope_wire["data"])
+    personal = None
+    if wanted:
+        fetched = fetch_personal(envelope_wire["data"]["resident_id"], partner_id, wanted)
+        personal = feeds.filter_personal(wanted, fetched)
+    return feeds.partner_view(envelope_wire, personal)
+
+
+def _publish_to_queue(db, feed_config: FeedConfig, delivery: dict, envelope: dict) -> None:
+    try:
+        feed_config.publisher.publish(envelope, exchange=FEEDS_EXCHANGE, routing_key=delivery["partner_id"],
+                                      message_id=envelope["id"])
+    except Exception as exc:  # noqa: BLE001 - unroutable, nacked or unreachable: try again shortly
+        feed_store.postpone(db, delivery, f"{type(exc).__name__}: {exc}", TRY_AGAIN_S)
+        return
+    feed_store.mark_sent(db, delivery)
