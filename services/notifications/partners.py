@@ -101,7 +101,6 @@ class PartnerFeeds:
     def register_partner_now(self, command: dict) -> dict:
         with _feed_rules():
             scopes = feeds.PartnerScopes.from_request(**command["scopes"])
-        feed_store.ensure_indexes(self.db)
         try:
             feed_store.insert_partner(self.db, {"_id": command["id"], "name": command["name"],
                                                 "scopes": scopes.to_document()})

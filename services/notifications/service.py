@@ -22,7 +22,7 @@ from services.common.base import ServiceBase
 from services.common.messaging import message_handler
 from services.common.mongo import MongoDatabase
 from services.common.web import NotFound, ValidationFailed, api, load, read_json
-from services.notifications import delivery, rules, store
+from services.notifications import delivery, feed_store, rules, store
 from services.notifications.channels import Channels
 from services.notifications.compose import quiet_hours_from
 from services.notifications.partners import PartnerFeeds
@@ -43,7 +43,7 @@ def _when(value: str | None) -> datetime:
 class NotificationsService(ServiceBase, PartnerFeeds):
     name = "notifications"
 
-    db = MongoDatabase("notifications", prepare=store.ensure_indexes)
+    db = MongoDatabase("notifications", prepare=lambda db: (store.ensure_indexes(db), feed_store.ensure_indexes(db)))
     channels = Channels()
     residents = RpcProxy("residents")
     events = RpcProxy("events")
