@@ -5,7 +5,7 @@ Every message on the bus is a CloudEvents 1.0 envelope (see ``envelope``) whose
 ``type`` and version (see ``registry``). Services refer to message types
 through the constants below, never through string literals.
 """
-from contracts.envelope import Envelope, EnvelopeError, build_envelope, parse_envelope
+from contracts.envelope import Envelope, EnvelopeError, build_envelope, parse_envelope, parse_envelope_or_unknown
 from contracts.registry import (
     ContractError,
     InvalidPayload,
@@ -26,6 +26,8 @@ from contracts.events import (  # noqa: E402
     REGISTRATION_PROMOTED,
     REGISTRATION_WAITLISTED,
 )
+from contracts.notifications import NOTIFICATION_OUTCOMES  # noqa: E402
+from contracts.reports import COMMUNITY_ASSESSED  # noqa: E402
 
 RESIDENT_REGISTERED = _residents.RESIDENT_REGISTERED
 RESIDENT_UPDATED = _residents.RESIDENT_UPDATED
@@ -37,6 +39,7 @@ RESIDENT_IMPORT_COMPLETED = _residents.RESIDENT_IMPORT_COMPLETED
 
 __all__ = [
     "ATTENDANCE_RECORDED",
+    "COMMUNITY_ASSESSED",
     "EVENT_CANCELLED",
     "EVENT_CHANGED",
     "EVENT_COMPLETED",
@@ -50,6 +53,7 @@ __all__ = [
     "Envelope",
     "EnvelopeError",
     "InvalidPayload",
+    "NOTIFICATION_OUTCOMES",
     "MessageType",
     "RESIDENT_DEPARTED",
     "RESIDENT_ERASED",
@@ -61,5 +65,6 @@ __all__ = [
     "UnknownMessageType",
     "build_envelope",
     "parse_envelope",
+    "parse_envelope_or_unknown",
     "registry",
 ]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 from datetime import datetime, timezone
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from contracts.registry import ContractError, registry
+from contracts.registry import ContractError, UnknownMessageType, registry
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -55,6 +56,7 @@ class Envelope:
     data: dict
     community: str | None = None
     correlationid: str | None = None
+    known: ClassVar[bool] = True  # False for an UnknownEnvelope
 
     @property
     def version(self) -> int:
@@ -107,3 +109,20 @@ def parse_envelope(body) -> Envelope:
     envelope = Envelope(**attrs)
     message_type = registry.get(envelope.type, envelope.version)
     return Envelope(**{**attrs, "data": message_type.load(envelope.data)})
+
+
+@dataclass(frozen=True)
+class UnknownEnvelope(Envelope):
+    """A well-formed envelope of a type or version this build has no contract for."""
+
+    known: ClassVar[bool] = False
+
+
+def parse_envelope_or_unknown(body) -> tuple[Envelope, bool]:
+    """``(envelope, True)`` as ``parse_envelope``; for a well-formed envelope of a type or version
+    this build does not know, ``(envelope with its data unchecked, False)`` instead of an error.
+    For consumers that keep everything (a history) but interpret only what they know."""
+    try:
+        return parse_envelope(body), True
+    except UnknownMessageType:
+        return UnknownEnvelope(**EnvelopeSchema().load(body)), False

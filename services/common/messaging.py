@@ -31,7 +31,7 @@ from nameko.exceptions import ContainerBeingKilled
 from nameko.events import EventDispatcher, EventHandler, get_event_exchange
 from nameko.messaging import Consumer
 
-from contracts import ContractError, MessageType, build_envelope, parse_envelope
+from contracts import ContractError, MessageType, build_envelope, parse_envelope, parse_envelope_or_unknown
 from services.common.metrics import MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED, MESSAGES_PUBLISHED
 from services.common.mongo import Database
 
@@ -142,10 +142,13 @@ class MessageHandler(EventHandler):
         with Connection(self.container.config["AMQP_URI"]) as connection:
             self.dead_letter_queue.bind(connection.default_channel).declare()
 
+    def parse(self, body):
+        return parse_envelope(body)
+
     def handle_message(self, body, message):
         try:
-            envelope = parse_envelope(body)
-            if envelope.type not in self.expected_types:
+            envelope = self.parse(body)
+            if self.expected_types is not None and envelope.type not in self.expected_types:
                 raise ContractError(
                     f"expected {' or '.join(sorted(self.expected_types))}, got {envelope.type} on this queue"
                 )
@@ -308,6 +311,53 @@ def multi_source_message_handler(sources, *, batch: bool = False, max_batch: int
     def decorate(method):
         return MultiSourceMessageHandler.decorator(
             sources, max_batch=max_batch if batch else 1, max_wait_s=max_wait_s, **kwargs
+        )(_handled_exactly_once(method, batch))
+
+    return decorate
+
+
+class EveryMessageHandler(MultiSourceMessageHandler):
+    """Every message published by ``source_services``, whatever its type, on one queue.
+
+    A type or version this build does not know still reaches the method, as
+    an ``UnknownEnvelope`` (``envelope.known`` is False) with its data
+    unchecked; a known type whose data breaks its contract is dead-lettered.
+    For a consumer that must keep everything, such as a history.
+    """
+
+    def __init__(self, source_services, **kwargs):
+        self.source_services = tuple(source_services)
+        MessageHandler.__init__(self, self.source_services[0], _ANY_TYPE, **kwargs)
+        self.sources = ()
+
+    @property
+    def expected_types(self):
+        return None
+
+    def parse(self, body):
+        return parse_envelope_or_unknown(body)[0]
+
+    def setup(self):
+        config = self.container.config
+        self.queue = Queue(
+            f"linli-{self.container.service_name}.{self.method_name}",
+            bindings=[binding(get_event_exchange(source, config), routing_key="#") for source in self.source_services],
+            durable=True,
+        )
+        Consumer.setup(self)
+        self._setup_batching_and_dead_letter()
+
+
+_ANY_TYPE = MessageType("*", 1, None, "any message type", {})
+
+
+def every_message_handler(source_services, *, batch: bool = False, max_batch: int = 200,
+                          max_wait_s: float = 0.02, **kwargs):
+    """Like ``message_handler``, for every message ``source_services`` publish (see ``EveryMessageHandler``)."""
+
+    def decorate(method):
+        return EveryMessageHandler.decorator(
+            source_services, max_batch=max_batch if batch else 1, max_wait_s=max_wait_s, **kwargs
         )(_handled_exactly_once(method, batch))
 
     return decorate

@@ -91,10 +91,14 @@ class Composer:
             "community_id": recipient.community_id, "kind": self.kind.name, "category": self.category,
             "critical": self.kind.critical, "language": message.language, "title": message.title,
             "body": message.body, "fact_id": self.fact_id, "created_at": self.now, "in_inbox": in_inbox,
-            "read_at": None,
+            "read_at": None, "own_language": message.language in _own_languages(recipient.language),
         }
         deliveries = [delivery(notification, plan) for plan in plans]
         return notification, deliveries
+
+
+def _own_languages(preferred: str) -> tuple[str, str]:
+    return preferred, preferred.split("-")[0]
 
 
 def delivery(notification: dict, plan: policy.Plan) -> dict:
@@ -104,6 +108,6 @@ def delivery(notification: dict, plan: policy.Plan) -> dict:
         "community_id": notification["community_id"], "channel": plan.channel, "kind": notification["kind"],
         "category": notification["category"], "critical": notification["critical"],
         "language": notification["language"], "title": notification["title"], "body": notification["body"],
-        "status": "held" if plan.held_for_digest else "pending", "due_at": plan.due_at, "attempts": 0,
+        "own_language": notification.get("own_language", True), "status": "held" if plan.held_for_digest else "pending", "due_at": plan.due_at, "attempts": 0,
         "lease_until": None, "last_error": None, "created_at": notification["created_at"], "sent_at": None,
     }

@@ -40,8 +40,11 @@ class Unreachable(Exception):
     """The delivery cannot be made and never will: no consent, no address, resident gone."""
 
 
-def deliver_due(db, channels: dict, address_of, unsubscribe_url, now_fn, settings: Settings) -> dict:
-    """Send what is due, one claimed delivery at a time; returns counts by outcome."""
+def deliver_due(db, channels: dict, address_of, unsubscribe_url, now_fn, settings: Settings,
+                report=lambda claimed, outcome: None) -> dict:
+    """Send what is due, one claimed delivery at a time; returns counts by outcome.
+
+    ``report(delivery, outcome)`` hears of each delivery that ended (sent, failed, skipped)."""
     outcomes = {}
     for _ in range(settings.max_per_round):
         claimed = store.claim_due(db, now_fn(), settings.lease_s)
@@ -50,6 +53,8 @@ def deliver_due(db, channels: dict, address_of, unsubscribe_url, now_fn, setting
         outcome = deliver_one(db, claimed, channels, address_of, unsubscribe_url, now_fn, settings)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
         DELIVERIES.labels(claimed["channel"], outcome).inc()
+        if outcome != "retry":
+            report(claimed, outcome)
     return outcomes
 
 

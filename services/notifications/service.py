@@ -6,6 +6,7 @@ the record that the message was processed. Timers send due email/SMS
 deliveries, assemble digests and create the day-before reminders.
 """
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import jwt
 from nameko.dependency_providers import Config
@@ -13,13 +14,13 @@ from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
 from contracts import (
-    EVENT_CANCELLED, EVENT_CHANGED, EVENT_COMPLETED, EVENT_SCHEDULED, REGISTRATION_CANCELLED,
+    EVENT_CANCELLED, EVENT_CHANGED, EVENT_COMPLETED, EVENT_SCHEDULED, NOTIFICATION_OUTCOMES, REGISTRATION_CANCELLED,
     REGISTRATION_CONFIRMED, REGISTRATION_PROMOTED, REGISTRATION_WAITLISTED, RESIDENT_DEPARTED, RESIDENT_ERASED,
     RESIDENT_MOVED, RESIDENT_PERMIT_EXPIRING, RESIDENT_REGISTERED, RESIDENT_UPDATED,
 )
 from services.common.auth import AuthError
 from services.common.base import ServiceBase
-from services.common.messaging import message_handler
+from services.common.messaging import MessageDispatcher, fact_id, message_handler
 from services.common.mongo import MongoDatabase
 from services.common.web import NotFound, ValidationFailed, api, load, read_json
 from services.notifications import delivery, feed_store, rules, store
@@ -45,6 +46,7 @@ class NotificationsService(ServiceBase, PartnerFeeds):
 
     db = MongoDatabase("notifications", prepare=lambda db: (store.ensure_indexes(db), feed_store.ensure_indexes(db)))
     channels = Channels()
+    publish = MessageDispatcher()
     residents = RpcProxy("residents")
     events = RpcProxy("events")
     config = Config()
@@ -175,7 +177,7 @@ class NotificationsService(ServiceBase, PartnerFeeds):
     @rpc
     def run_deliveries(self) -> dict:
         return delivery.deliver_due(self.db, self.channels, self._address_of, self._unsubscribe_url, _now,
-                                    self._delivery_settings())
+                                    self._delivery_settings(), report=self._report_delivery)
 
     @rpc
     def run_digests(self, now: str | None = None) -> int:
@@ -185,7 +187,7 @@ class NotificationsService(ServiceBase, PartnerFeeds):
     @rpc
     def run_event_reminders(self, now: str | None = None) -> int:
         ctx = self._context(now=_when(now), session=None)
-        return store.create_atomically(self.db, self.db.client, rules.reminders_due(ctx))
+        return len(self._report_inbox(store.create_atomically(self.db, self.db.client, rules.reminders_due(ctx))))
 
     @rpc
     def run_fan_outs(self, page_size: int = 1000) -> int:
@@ -196,9 +198,9 @@ class NotificationsService(ServiceBase, PartnerFeeds):
             ctx = self._context(session=None)
             while True:
                 records, after = rules.fan_out(ctx, job, page_size)
-                made_now = store.create_atomically(
+                made_now = len(self._report_inbox(store.create_atomically(
                     self.db, self.db.client, records,
-                    then=lambda session: store.advance_fan_out(self.db, job["_id"], after, session=session))
+                    then=lambda session: store.advance_fan_out(self.db, job["_id"], after, session=session))))
                 made += made_now
                 if after is None:
                     break
@@ -230,14 +232,40 @@ class NotificationsService(ServiceBase, PartnerFeeds):
 
         return rules.Context(
             db=self.db, session=self.db.session if session == "handler" else session, now=now or _now(),
-            defaults=Preferences(time_zone=self.config.get("COMMUNITY_TIME_ZONE") or "Asia/Shanghai",
+            defaults=Preferences(time_zone=self._time_zone(),
                                  quiet_hours=quiet_hours_from(self.config.get("DEFAULT_QUIET_HOURS", "22:00-08:00"))),
             event_details=event_details,
             community_names=self.config.get("COMMUNITY_NAMES") or {},
             centre_emails=self.config.get("SERVICE_CENTRE_EMAILS") or {})
 
-    def _create(self, records) -> int:
-        return store.create(self.db, records, session=self.db.session)
+    def _create(self, records) -> list:
+        return self._report_inbox(store.create(self.db, records, session=self.db.session))
+
+    def _report_inbox(self, notifications: list[dict]) -> list[dict]:
+        """Tell reports how many notifications reached inboxes (counts per community and kind)."""
+        groups = {}
+        for n in notifications:
+            if n["in_inbox"] and n["resident_id"]:
+                groups.setdefault((n["community_id"], n["kind"]), []).append(n)
+        for (community_id, kind), group in groups.items():
+            self._publish_outcome(community_id, kind, "inapp", "sent", group, sorted(n["_id"] for n in group))
+        return notifications
+
+    def _report_delivery(self, claimed: dict, outcome: str) -> None:
+        if claimed["resident_id"]:
+            self._publish_outcome(claimed["community_id"], claimed["kind"], claimed["channel"], outcome, [claimed],
+                                  [claimed["_id"]])
+
+    def _publish_outcome(self, community_id, kind, channel, outcome, items, ids) -> None:
+        # The id is derived from what is counted: a retried transaction or round re-sends the same one.
+        self.publish(NOTIFICATION_OUTCOMES, {
+            "community_id": community_id, "kind": kind, "channel": channel, "outcome": outcome,
+            "count": len(items), "in_own_language": sum(1 for i in items if i.get("own_language", True)),
+            "occurred_on": datetime.now(ZoneInfo(self._time_zone())).date(),
+        }, community=community_id, message_id=fact_id("notification.outcomes", channel, outcome, *ids))
+
+    def _time_zone(self) -> str:
+        return self.config.get("COMMUNITY_TIME_ZONE") or "Asia/Shanghai"
 
     def _address_of(self, claimed: dict) -> str:
         if delivery.is_centre(claimed):

@@ -126,10 +126,10 @@ def advance_fan_out(db, job_id: str, after: str | None, session=None) -> None:
 
 # -- notifications and deliveries ---------------------------------------------------
 
-def create(db, records: list[tuple[dict, list[dict]]], session=None) -> int:
-    """Insert the notifications (and their deliveries) not created before; returns how many were new."""
+def create(db, records: list[tuple[dict, list[dict]]], session=None) -> list[dict]:
+    """Insert the notifications (and their deliveries) not created before; returns the new notifications."""
     if not records:
-        return 0
+        return []
     ids = [notification["_id"] for notification, _ in records]
     existing = {d["_id"] for d in db[NOTIFICATIONS].find({"_id": {"$in": ids}}, {"_id": 1}, session=session)}
     fresh = [(n, ds) for n, ds in records if n["_id"] not in existing]
@@ -138,10 +138,10 @@ def create(db, records: list[tuple[dict, list[dict]]], session=None) -> int:
         deliveries = [d for _, ds in fresh for d in ds]
         if deliveries:
             db[DELIVERIES].insert_many(deliveries, ordered=False, session=session)
-    return len(fresh)
+    return [n for n, _ in fresh]
 
 
-def create_atomically(db, client, records: list, then=None) -> int:
+def create_atomically(db, client, records: list, then=None) -> list[dict]:
     """``create`` in a transaction of its own (with ``then(session)``), for timers outside a handler.
 
     Two instances may race to create the same records: the loser's

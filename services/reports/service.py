@@ -1,26 +1,124 @@
-"""The reports service: projections the committee and each community read."""
-from contracts import RESIDENT_REGISTERED
+"""The reports service: what the committee and each community see.
+
+One consumer keeps every message the other services publish (``history``)
+and moves the projections with it; reads come from the projections only.
+"""
+from datetime import date, datetime
+
+from nameko.dependency_providers import Config
+from nameko.rpc import rpc
+from nameko.timer import timer
+
+from contracts import COMMUNITY_ASSESSED
 from services.common.base import ServiceBase
-from services.common.messaging import message_handler
+from services.common.messaging import MessageDispatcher, every_message_handler, fact_id
 from services.common.mongo import MongoDatabase
-from services.common.web import NotFound, api
-from services.reports import projections
+from services.common.web import api
+from services.reports import figures, history, scorecard
+from services.reports.gauges import BusinessGauges
+
+SOURCES = ("residents", "events", "notifications")
 
 
 class ReportsService(ServiceBase):
     name = "reports"
 
-    db = MongoDatabase("reports")
+    db = MongoDatabase("reports", prepare=figures.ensure_indexes)
+    publish = MessageDispatcher()
+    gauges = BusinessGauges()
+    config = Config()
 
-    @message_handler("residents", RESIDENT_REGISTERED, batch=True)
-    def on_resident_registered(self, envelopes):
-        projections.record(self.db, envelopes)
-        projections.count_registered_residents(self.db, [envelope.data for envelope in envelopes])
+    @every_message_handler(SOURCES, batch=True)
+    def on_message(self, envelopes):
+        history.record(self.db, envelopes, self.db.session)
+
+    # -- HTTP ------------------------------------------------------------------------
 
     @api("GET", "/communities/<community_id>/summary", scope="reports:read")
-    def summary(self, request, community_id):
+    def summary_over_http(self, request, community_id):
         request.principal.require_community(community_id)
-        summary = projections.community_summary(self.db, community_id)
-        if summary is None:
-            raise NotFound(f"no community {community_id!r} is known to reports")
-        return summary
+        return self.summary(community_id)
+
+    @api("GET", "/communities/<community_id>/profile", scope="reports:read")
+    def profile_over_http(self, request, community_id):
+        request.principal.require_community(community_id)
+        return self.profile(community_id)
+
+    @api("GET", "/communities/<community_id>/activity", scope="reports:read")
+    def activity_over_http(self, request, community_id):
+        request.principal.require_community(community_id)
+        first, last = figures.month_range(request.args.get("from"), request.args.get("to"), self._today())
+        return self.activity(community_id, first, last)
+
+    @api("GET", "/city/overview", scope="reports:read")
+    def overview_over_http(self, request):
+        month = figures.parse_month(request.args.get("month"), "month", self._today())
+        return figures.city_overview(self.db, month, self._today(), request.principal.may_see)
+
+    @api("GET", "/scorecard", scope="reports:read")
+    def scorecard_over_http(self, request):
+        month = figures.parse_month(request.args.get("month"), "month", self._today())
+        ranking = self.scorecard(month)
+        return {**ranking, "communities": [c for c in ranking["communities"]
+                                           if request.principal.may_see(c["community_id"])]}
+
+    @api("GET", "/history/unknown", scope="reports:read")
+    def unknown_over_http(self, request):
+        return {"unknown_messages": history.unknown_counts(self.db)}
+
+    @api("POST", "/projections/rebuild", scope="reports:admin")
+    def rebuild_over_http(self, request):
+        return self.rebuild()
+
+    # -- RPC ---------------------------------------------------------------------------
+
+    @rpc
+    def summary(self, community_id: str) -> dict:
+        return figures.summary(self.db, community_id, self._today())
+
+    @rpc
+    def profile(self, community_id: str) -> dict:
+        return figures.profile_of(self.db, community_id, self._today())
+
+    @rpc
+    def activity(self, community_id: str, first: str, last: str) -> dict:
+        figures.require_community(self.db, community_id)
+        return {"community_id": community_id, "from": first, "to": last,
+                "months": figures.activity_months(self.db, community_id, first, last)}
+
+    @rpc
+    def scorecard(self, month: str) -> dict:
+        card = scorecard.load(self.config.get("SCORECARD_FILE") or None)
+        return {"month": month, "demonstration_threshold": card.demonstration_threshold,
+                "communities": figures.ranking(self.db, card, month, self._today())}
+
+    @rpc
+    def assess(self, month: str) -> int:
+        """Publish ``community.assessed`` for every community for ``month``; the same month
+        assessed again publishes the same message ids, which consumers skip."""
+        ranking = self.scorecard(month)["communities"]
+        for entry in ranking:
+            self.publish(COMMUNITY_ASSESSED, {
+                "community_id": entry["community_id"], "month": month, "score": entry["score"],
+                "rank": entry["rank"], "communities_ranked": len(ranking), "criteria": entry["criteria"],
+                "demonstration": entry["demonstration"]},
+                community=entry["community_id"],
+                message_id=fact_id("community.assessed", entry["community_id"], month))
+        return len(ranking)
+
+    @rpc
+    def rebuild(self) -> dict:
+        return history.rebuild(self.db, self.db.client,
+                               grace_s=float(self.config.get("REBUILD_GRACE_SECONDS", 2)))
+
+    @timer(interval=3600)
+    def assess_last_month(self):
+        """Early each month, the month before is assessed (once: a record says it was done)."""
+        month = figures.previous_month(self._today())
+        if figures.claim_assessment(self.db, month):
+            self.assess(month)
+
+    def _today(self) -> date:
+        from zoneinfo import ZoneInfo
+
+        return datetime.now(ZoneInfo(self.config.get("COMMUNITY_TIME_ZONE") or "Asia/Shanghai")).date()

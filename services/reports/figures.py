@@ -1,0 +1,116 @@
+"""Reading the projections: summaries, profiles, monthly activity, the city overview, the ranking.
+
+Every read is a look-up by key in a projection; nothing here scans the history.
+"""
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
+
+from services.common.web import NotFound, ValidationFailed
+from services.reports import activity, profile, scorecard
+
+ASSESSMENTS = "assessments"
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def ensure_indexes(db) -> None:
+    db[activity.MONTHLY].create_index([("community_id", ASCENDING), ("month", ASCENDING)])
+    db[activity.MONTHLY].create_index([("month", ASCENDING)])
+
+
+def parse_month(raw: str | None, name: str, today: date) -> str:
+    if raw is None or raw == "":
+        return today.strftime("%Y-%m")
+    if not _MONTH.match(raw):
+        raise ValidationFailed(f"{name} must be a month as YYYY-MM, got {raw!r}", {"fields": {name: raw}})
+    return raw
+
+
+def month_range(first: str | None, last: str | None, today: date) -> tuple[str, str]:
+    """``from``..``to`` as months; by default the twelve months up to ``to`` (or this month)."""
+    last = parse_month(last, "to", today)
+    if first is None:
+        index = int(last[:4]) * 12 + int(last[5:]) - 1 - 11
+        first = f"{index // 12:04d}-{index % 12 + 1:02d}"
+    first = parse_month(first, "from", today)
+    if first > last:
+        raise ValidationFailed(f"from ({first}) is after to ({last})", {"fields": {"from": first, "to": last}})
+    return first, last
+
+
+def previous_month(today: date) -> str:
+    return f"{today.year - 1}-12" if today.month == 1 else f"{today.year}-{today.month - 1:02d}"
+
+
+def known_communities(db) -> list[str]:
+    ids = set(db[profile.COMMUNITIES].distinct("_id")) | set(db[activity.MONTHLY].distinct("community_id"))
+    return sorted(ids)
+
+
+def require_community(db, community_id: str) -> None:
+    if db[profile.COMMUNITIES].find_one({"_id": community_id}, {"_id": 1}) is None and \
+            db[activity.MONTHLY].find_one({"community_id": community_id}, {"_id": 1}) is None:
+        raise NotFound(f"no community {community_id!r} is known to reports")
+
+
+def profile_of(db, community_id: str, today: date) -> dict:
+    require_community(db, community_id)
+    return profile.view(db[profile.COMMUNITIES].find_one({"_id": community_id}) or {"_id": community_id}, today)
+
+
+def month_of(db, community_id: str, month: str) -> dict:
+    return activity.view(db[activity.MONTHLY].find_one({"_id": f"{community_id}:{month}"}) or {"month": month})
+
+
+def activity_months(db, community_id: str, first: str, last: str) -> list[dict]:
+    return activity.months(db, community_id, first, last)
+
+
+def summary(db, community_id: str, today: date) -> dict:
+    """The dashboard headline: two look-ups by key, however many residents the community has."""
+    whole = profile_of(db, community_id, today)
+    this_month = month_of(db, community_id, today.strftime("%Y-%m"))
+    return {
+        "community_id": community_id,
+        "residents_total": whole["residents_total"],
+        "residents_by_residence_type": whole["residents_by_residence_type"],
+        "foreign_share": whole["foreign_share"],
+        "this_month": {k: this_month[k] for k in (
+            "month", "events_held", "registrations", "attendance_rate", "average_satisfaction",
+            "notification_failure_rate")},
+    }
+
+
+def city_overview(db, month: str, today: date, may_see=lambda community: True) -> dict:
+    rows = []
+    for community_id in known_communities(db):
+        if not may_see(community_id):
+            continue
+        whole = profile.view(db[profile.COMMUNITIES].find_one({"_id": community_id}) or {"_id": community_id}, today)
+        figures = month_of(db, community_id, month)
+        rows.append({"community_id": community_id, "residents_total": whole["residents_total"],
+                     "foreign_share": whole["foreign_share"], **{k: figures[k] for k in (
+                         "events_held", "registrations", "attendance_rate", "no_show_rate", "waitlist_pressure",
+                         "average_satisfaction", "notification_failure_rate", "notified_in_own_language_share")}})
+    return {"month": month, "communities": rows}
+
+
+def ranking(db, card: scorecard.Scorecard, month: str, today: date) -> list[dict]:
+    scores = {}
+    for community_id in known_communities(db):
+        whole = profile.view(db[profile.COMMUNITIES].find_one({"_id": community_id}) or {"_id": community_id}, today)
+        scores[community_id] = scorecard.score(card, month_of(db, community_id, month), whole)
+    return scorecard.rank(scores)
+
+
+def claim_assessment(db, month: str) -> bool:
+    """True the first time ``month`` is claimed for assessment (by any instance)."""
+    try:
+        db[ASSESSMENTS].insert_one({"_id": month})
+    except DuplicateKeyError:
+        return False
+    return True
