@@ -41,7 +41,7 @@ bench: $(STAMP) ## raw-broker baseline vs the skeleton's end-to-end rate, and th
 	@set +e; $(BIN)/python -m tests.bench.skeleton $(BENCH_ARGS); status=$$?; deploy/local/rabbitmq.sh release bench; exit $$status
 
 token: $(STAMP) ## print a token for every scope and every community (local use)
-	@$(BIN)/linli token --communities '*' --scopes residents:read,residents:write,residents:pii,events:read,events:write,notifications:read,notifications:admin,reports:read
+	@$(BIN)/linli token --communities '*' --scopes residents:read,residents:write,residents:pii,events:read,events:write,notifications:read,notifications:write,notifications:admin,reports:read,reports:admin
 
 lock: $(STAMP) ## rewrite constraints.txt from the current venv
 	@{ echo "# Every package the venv holds, pinned: \`make lock\` rewrites this from a working venv."; \

@@ -58,7 +58,7 @@ class MessageType:
         """
         schema = self.schema()
         try:
-            loaded = schema.load(_plain(data))
+            loaded = schema.load(plain(data))
         except ValidationError as exc:
             raise InvalidPayload(self.name, self.version, exc.messages) from None
         return schema.dump(loaded)
@@ -73,12 +73,12 @@ class MessageType:
             raise InvalidPayload(self.name, self.version, exc.messages) from None
 
 
-def _plain(value):
+def plain(value):
     """Dates as the ISO strings the wire carries, so producers may hand over ``date`` objects."""
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        return [plain(item) for item in value]
     if isinstance(value, (date, datetime)):
         return value.isoformat()
     return value

@@ -63,6 +63,20 @@ def _import_form(args) -> int:
     return 0 if job["status"] == "completed" else 1
 
 
+def _rebuild_reports(args) -> int:
+    """Drop reports' projections and rebuild them from its history; prints how long it took."""
+    import requests
+
+    response = requests.post(f"{args.url}/projections/rebuild", headers=_headers(args, ["reports:admin"]),
+                             timeout=3600)
+    body = response.json()
+    if response.status_code >= 400:
+        print(f"refused ({response.status_code}): {body.get('message')}", file=sys.stderr)
+        return 1
+    print(f"rebuilt from {body['messages']} messages in {body['seconds']} s")
+    return 0
+
+
 EVENT_ACTIONS = {
     # action: (HTTP method, path template, JSON body from args)
     "list": ("GET", "/events", None),
@@ -139,7 +153,15 @@ def main(argv: list[str] | None = None) -> int:
 
     _events_parser(commands)
 
+    reports = commands.add_parser("reports", help="the committee's figures")
+    reports_commands = reports.add_subparsers(dest="reports_command", required=True)
+    rebuild = reports_commands.add_parser("rebuild", help="rebuild every projection from the history")
+    rebuild.add_argument("--url", default=f"http://{platform.http_address('reports', 8004)}")
+    rebuild.add_argument("--token", help="a bearer token (default: $LINLI_TOKEN, else one minted locally)")
+
     args = parser.parse_args(argv)
+    if args.command == "reports":
+        return _rebuild_reports(args)
     if args.command == "events":
         return _event_action(args)
     if args.command == "residents":

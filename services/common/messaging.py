@@ -335,7 +335,11 @@ class EveryMessageHandler(MultiSourceMessageHandler):
         return None
 
     def parse(self, body):
-        return parse_envelope_or_unknown(body)[0]
+        envelope = parse_envelope_or_unknown(body)[0]
+        # The body as it arrived, fields this build does not know included, for a
+        # consumer that keeps messages (``envelope.received``).
+        object.__setattr__(envelope, "received", body)
+        return envelope
 
     def setup(self):
         config = self.container.config

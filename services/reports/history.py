@@ -16,6 +16,7 @@ from prometheus_client import Counter
 from pymongo import ReturnDocument
 
 from contracts import parse_envelope_or_unknown
+from contracts.registry import plain
 from services.common.web import Conflict
 from services.reports import activity, profile
 
@@ -53,7 +54,7 @@ def record(db, envelopes, session) -> None:
     rebuilding = bool(state.get("rebuilding"))
     db[HISTORY].insert_many([
         {"_id": e.id, "type": e.type, "known": e.known, "time": e.time, "community": e.community,
-         "wire": e.to_wire(), "generation": None if rebuilding else state.get("generation", 0)}
+         "wire": _wire(e), "generation": None if rebuilding else state.get("generation", 0)}
         for e in envelopes], session=session)
     for envelope in envelopes:
         if not envelope.known:
@@ -65,6 +66,12 @@ def record(db, envelopes, session) -> None:
         return
     for envelope in envelopes:
         apply(db, envelope, session)
+
+
+def _wire(envelope) -> dict:
+    """The message as received (every field, known or not), else rebuilt from the envelope."""
+    received = getattr(envelope, "received", None)
+    return received if received is not None else {**envelope.to_wire(), "data": plain(envelope.data)}
 
 
 def _in_transaction(client, work):

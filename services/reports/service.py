@@ -14,13 +14,13 @@ from services.common.base import ServiceBase
 from services.common.messaging import MessageDispatcher, every_message_handler, fact_id
 from services.common.mongo import MongoDatabase
 from services.common.web import api
-from services.reports import figures, history, scorecard
+from services.reports import export_api, figures, history, scorecard
 from services.reports.gauges import BusinessGauges
 
 SOURCES = ("residents", "events", "notifications")
 
 
-class ReportsService(ServiceBase):
+class ReportsService(export_api.ReportExports, ServiceBase):
     name = "reports"
 
     db = MongoDatabase("reports", prepare=figures.ensure_indexes)

@@ -14,7 +14,10 @@ Both are measured in this run, on this broker (a vhost of their own):
   community and open to all, so they are announced to that community's
   residents, not to the 50,000, and the fan-out does not load this measurement);
 - announcement: an event scheduled in a community of 10,000 residents (all
-  opted in), until every one of them has it in their inbox.
+  opted in), until every one of them has it in their inbox;
+- reports: 100,000 resident.registered messages put on the reports queue,
+  then GET /communities/<id>/summary latency (p50/p99) against /health on the
+  same service, and the time to rebuild every projection from the history.
 
 It prints figures and their ratio. Nothing here asserts a timing.
 """
@@ -82,7 +85,8 @@ def start_platform(amqp_uri: str) -> tuple[linli_platform.Platform, dict, dict]:
     stack.start()
     urls = {child.name: child.url for child in stack.children if child.url}
     token = issue_token(dev_secret(var), subject="bench", communities=["*"],
-                        scopes=["residents:read", "residents:write", "reports:read", "events:read", "events:write"])
+                        scopes=["residents:read", "residents:write", "reports:read", "reports:admin", "events:read",
+                                "events:write"])
     return stack, urls, {"Authorization": f"Bearer {token}"}
 
 
@@ -206,6 +210,51 @@ def announcement(urls: dict, headers: dict, residents: int) -> float:
     return residents / elapsed
 
 
+def reports_at_scale(urls: dict, headers: dict, amqp_uri: str, residents: int, reads: int = 300) -> dict:
+    """Summary and /health latency at ``residents`` residents, and the rebuild time."""
+    import json
+    import statistics
+
+    from contracts import build_envelope
+
+    community = f"bench-city-{uuid.uuid4().hex[:6]}"
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    properties = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+    for n in range(residents):
+        body = build_envelope("resident.registered", {
+            "resident_id": f"{community}-{n}", "community_id": community,
+            "residence_type": "foreign" if n % 3 == 0 else "registered",
+            "nationality": ("FR", "US", "KR", "JP", "DE")[n % 5] if n % 3 == 0 else "CN",
+            "preferred_language": "zh-CN", "birth_year": 1940 + n % 70, "tags": ["volunteer"] if n % 7 == 0 else []},
+            source="linli/bench").to_wire()
+        # Straight onto the reports queue: this measures reports, not the other consumers.
+        channel.basic_publish("", "linli-reports.on_message", json.dumps(body).encode(), properties)
+    connection.close()
+    started = time.perf_counter()
+    while counted(urls, headers, community) < residents:
+        time.sleep(1)
+    projected_in = time.perf_counter() - started
+
+    def latencies(path: str) -> tuple[float, float]:
+        times = []
+        with requests.Session() as session:
+            for _ in range(reads):
+                begun = time.perf_counter()
+                session.get(urls["reports"] + path, headers=headers).raise_for_status()
+                times.append(time.perf_counter() - begun)
+        times.sort()
+        return statistics.median(times), times[int(len(times) * 0.99) - 1]
+
+    summary = latencies(f"/communities/{community}/summary")
+    health = latencies("/health")
+    started = time.perf_counter()
+    rebuilt = requests.post(urls["reports"] + "/projections/rebuild", headers=headers, timeout=3600).json()
+    return {"projected_per_s": residents / projected_in, "summary": summary, "health": health,
+            "rebuild_messages": rebuilt["messages"], "rebuild_s": time.perf_counter() - started}
+
+
 def _free_port() -> int:
     import socket
 
@@ -223,6 +272,8 @@ def main() -> None:
     parser.add_argument("--registrations", type=int, default=2000, help="residents registering for events")
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--audience", type=int, default=10_000, help="residents an event is announced to")
+    parser.add_argument("--reports-residents", type=int, default=100_000,
+                        help="residents in the community whose summary is read")
     args = parser.parse_args()
 
     vhost = f"linli-bench-{uuid.uuid4().hex[:8]}"
@@ -253,6 +304,15 @@ def main() -> None:
             print(f"announce  event scheduled -> in every inbox      {args.audience:>6} residents "
                   f"{rate:7.1f} notifications/s")
             print(f"ratio     announcement / baseline = {rate / base_rate:.4f}")
+            scale = reports_at_scale(urls, headers, amqp_uri, args.reports_residents)
+            (s50, s99), (h50, h99) = scale["summary"], scale["health"]
+            print(f"reports   {args.reports_residents} resident.registered projected "
+                  f"{scale['projected_per_s']:9.1f} msgs/s   ratio to baseline {scale['projected_per_s'] / base_rate:.4f}")
+            print(f"summary   GET /communities/<id>/summary at {args.reports_residents} residents: "
+                  f"p50 {s50 * 1000:.1f} ms, p99 {s99 * 1000:.1f} ms   (/health: p50 {h50 * 1000:.1f} ms, "
+                  f"p99 {h99 * 1000:.1f} ms; ratio p50 {s50 / h50:.1f}x)")
+            print(f"rebuild   every projection from {scale['rebuild_messages']} messages of history "
+                  f"in {scale['rebuild_s']:.1f} s ({scale['rebuild_messages'] / scale['rebuild_s']:.0f} msgs/s)")
         finally:
             stack.stop()
     finally:

@@ -31,6 +31,12 @@ def test_import_a_form_then_run_an_event_at_the_door(linli):
         time.sleep(0.2)
     assert summary.json()["residents_total"] == 200
 
+    profile = requests.get(linli.urls["reports"] + "/communities/tongzilin/profile", headers=headers).json()
+    rebuilt = subprocess.run([str(LINLI), "reports", "rebuild"], cwd=ROOT, env=linli.env,
+                             capture_output=True, text=True, timeout=300)
+    assert rebuilt.returncode == 0 and "rebuilt from" in rebuilt.stdout, rebuilt.stderr
+    assert requests.get(linli.urls["reports"] + "/communities/tongzilin/profile", headers=headers).json() == profile
+
     again = subprocess.run([str(LINLI), "residents", "import", str(SAMPLE)], cwd=ROOT, env=linli.env,
                            capture_output=True, text=True, timeout=300)
     assert "imported before" in again.stdout

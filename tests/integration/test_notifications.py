@@ -354,3 +354,18 @@ def test_a_large_announcement_is_worked_through_in_pages_without_doubles(platfor
     for resident_id in residents:
         platform.inbox_where(resident_id, lambda items: "event_announced" in [i["kind"] for i in items])
         assert platform.kinds(resident_id) == ["event_announced", "welcome"]
+
+
+def test_outcomes_are_counted_for_reports_without_personal_data(platform, bus_tap):
+    tap = bus_tap("notifications")
+    platform.sms.answers = [400]
+    platform.resident("Marie Dubois", language="fr", phone="13800000009", residence_type="foreign",
+                      nationality="FR")
+    wait_until(lambda: platform.sms.received, what="the SMS attempt")
+    time.sleep(1.5)
+    outcomes = [m for m in tap.messages() if m["type"] == "notification.outcomes"]
+    counted = sorted((m["data"]["channel"], m["data"]["outcome"], m["data"]["count"], m["data"]["in_own_language"])
+                     for m in outcomes)
+    # French falls back to English: reached, but not in her own language.
+    assert counted == [("inapp", "sent", 1, 0), ("sms", "failed", 1, 0)]
+    assert "13800000009" not in str(outcomes) and "Marie" not in str(outcomes)
