@@ -87,6 +87,10 @@ class ReportsService(export_api.ReportExports, ServiceBase):
                 "months": figures.activity_months(self.db, community_id, first, last)}
 
     @rpc
+    def city_overview(self, month: str) -> dict:
+        return figures.city_overview(self.db, figures.parse_month(month, "month", self._today()), self._today())
+
+    @rpc
     def scorecard(self, month: str) -> dict:
         card = scorecard.load(self.config.get("SCORECARD_FILE") or None)
         return {"month": month, "demonstration_threshold": card.demonstration_threshold,

@@ -128,6 +128,8 @@ def test_projections_from_a_known_history_and_a_rebuild_gives_the_same(reports, 
 
     live = reports.everything()
     with ServiceRpcProxy("reports", config) as rpc:
+        assert rpc.city_overview(MONTH)["communities"] == city
+        assert rpc.profile("tongzilin") == profile
         rebuilt = rpc.rebuild()
     assert rebuilt["messages"] == len(HISTORY)
     assert reports.everything() == live
