@@ -63,13 +63,15 @@ def preferences_from(doc: dict | None, defaults: policy.Preferences) -> policy.P
 class Composer:
     """Builds the records for one fact; renders each language once, however many readers share it."""
 
-    def __init__(self, kind: str, fact_id: str, variables: dict, now: datetime, category: str | None = None):
+    def __init__(self, kind: str, fact_id: str, variables: dict, now: datetime, category: str | None = None,
+                 rendered: dict | None = None):
+        """``rendered``: a cache shared by composers of the same kind and variables."""
         self.kind = policy.KINDS[kind]
         self.category = category or self.kind.category
         self.fact_id = fact_id
         self.variables = variables
         self.now = now
-        self._rendered = {}
+        self._rendered = {} if rendered is None else rendered
 
     def message_for(self, recipient: Recipient):
         key = (recipient.language, recipient.prefs.time_zone)

@@ -42,10 +42,20 @@ def _records(composer: Composer, recipients) -> list:
     return [r for r in (composer.records(recipient) for recipient in recipients) if r is not None]
 
 
-def welcome(ctx: Context, envelope) -> list:
-    facts = envelope.data
-    composer = Composer("welcome", envelope.id, {"community": ctx.community(facts["community_id"])}, ctx.now)
-    return _records(composer, ctx.recipients({"_id": facts["resident_id"]}))
+def welcome(ctx: Context, envelopes) -> list:
+    """One welcome per newly registered resident: one query for all of them, each text rendered
+    once per community and language."""
+    recipients = {r.id: r for r in ctx.recipients({"_id": {"$in": [e.data["resident_id"] for e in envelopes]}})}
+    rendered, records = {}, []
+    for envelope in envelopes:
+        recipient = recipients.get(envelope.data["resident_id"])
+        if recipient is None:
+            continue
+        community = envelope.data["community_id"]
+        composer = Composer("welcome", envelope.id, {"community": ctx.community(community)}, ctx.now,
+                            rendered=rendered.setdefault(community, {}))
+        records += _records(composer, [recipient])
+    return records
 
 
 def audience_query(facts: dict) -> dict:

@@ -55,10 +55,8 @@ class NotificationsService(ServiceBase, PartnerFeeds):
 
     @message_handler("residents", RESIDENT_REGISTERED, batch=True)
     def on_resident_registered(self, envelopes):
-        for envelope in envelopes:
-            store.upsert_resident(self.db, envelope.data, session=self.db.session)
-        ctx = self._context()
-        self._create([record for envelope in envelopes for record in rules.welcome(ctx, envelope)])
+        store.upsert_residents(self.db, [envelope.data for envelope in envelopes], session=self.db.session)
+        self._create(rules.welcome(self._context(), envelopes))
 
     @message_handler("residents", RESIDENT_UPDATED)
     def on_resident_updated(self, envelope):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.notifications.compose import Recipient, preferences_from
@@ -37,11 +37,20 @@ def ensure_indexes(db) -> None:
 # -- what the service knows of residents --------------------------------------
 
 def upsert_resident(db, facts: dict, session=None) -> None:
-    fields = {k: facts[k] for k in ("community_id", "preferred_language", "tags", "consent") if k in facts}
-    if fields.get("consent") is None:
-        fields.pop("consent", None)
-    db[AUDIENCE].update_one({"_id": facts["resident_id"]},
-                            {"$set": fields, "$setOnInsert": {"status": "active"}}, upsert=True, session=session)
+    upsert_residents(db, [facts], session=session)
+
+
+def upsert_residents(db, facts_list: list[dict], session=None) -> None:
+    """What notifications needs to know of residents, in one round trip for many."""
+    updates = []
+    for facts in facts_list:
+        fields = {k: facts[k] for k in ("community_id", "preferred_language", "tags", "consent") if k in facts}
+        if fields.get("consent") is None:
+            fields.pop("consent", None)
+        updates.append(UpdateOne({"_id": facts["resident_id"]},
+                                 {"$set": fields, "$setOnInsert": {"status": "active"}}, upsert=True))
+    if updates:
+        db[AUDIENCE].bulk_write(updates, ordered=False, session=session)
 
 
 def set_resident_status(db, resident_id: str, status: str, session=None) -> None:

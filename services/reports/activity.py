@@ -7,6 +7,8 @@ the order messages arrive in.
 """
 from __future__ import annotations
 
+from collections import Counter
+
 from services.reports.profile import key, month_of
 
 MONTHLY = "activity_monthly"  # one document per community and month
@@ -38,15 +40,20 @@ def increments(envelope) -> tuple[str, str, dict] | None:
     return None
 
 
-def apply(db, envelope, session) -> None:
-    found = increments(envelope)
-    if found is None:
-        return
-    community, month, counts = found
-    counts = {path: n for path, n in counts.items() if n}
-    db[MONTHLY].update_one({"_id": f"{community}:{month}"},
-                           {"$inc": counts, "$set": {"community_id": community, "month": month}},
-                           upsert=True, session=session)
+def apply(db, envelopes, session) -> None:
+    """Many messages at once: one $inc per community and month they touch."""
+    totals: dict[tuple[str, str], Counter] = {}
+    for envelope in envelopes:
+        found = increments(envelope)
+        if found is not None:
+            community, month, counts = found
+            totals.setdefault((community, month), Counter()).update(counts)
+    for (community, month), counts in totals.items():
+        counts = {path: n for path, n in counts.items() if n}
+        if counts:
+            db[MONTHLY].update_one({"_id": f"{community}:{month}"},
+                                   {"$inc": counts, "$set": {"community_id": community, "month": month}},
+                                   upsert=True, session=session)
 
 
 def _ratio(numerator, denominator) -> float | None:

@@ -12,7 +12,9 @@ import logging
 import time
 from datetime import datetime, timezone
 
-from prometheus_client import Counter
+from collections import Counter
+
+from prometheus_client import Counter as PrometheusCounter
 from pymongo import ReturnDocument
 
 from contracts import parse_envelope_or_unknown
@@ -28,7 +30,7 @@ UNKNOWN = "unknown_messages"
 PROJECTIONS = (profile.RESIDENTS, profile.COMMUNITIES, activity.MONTHLY, UNKNOWN)
 PROFILE_TYPES = {"resident.registered", "resident.updated", "resident.moved", "resident.departed"}
 
-UNKNOWN_SEEN = Counter("linli_reports_unknown_messages_total",
+UNKNOWN_SEEN = PrometheusCounter("linli_reports_unknown_messages_total",
                        "Messages of a type or version reports has no contract for (kept, not projected).",
                        ["type"])
 
@@ -37,15 +39,16 @@ class RebuildRunning(Conflict):
     code = "rebuild_running"
 
 
-def apply(db, envelope, session) -> None:
-    """One message's effect on every projection."""
-    if not envelope.known:
-        label = f"{envelope.type}:v{envelope.version}"
-        db[UNKNOWN].update_one({"_id": profile.key(label)}, {"$inc": {"count": 1}}, upsert=True, session=session)
-        return
-    if envelope.type in PROFILE_TYPES:
-        profile.apply(db, envelope, session)
-    activity.apply(db, envelope, session)
+def apply(db, envelopes, session) -> None:
+    """The messages' effect on every projection (in a few writes however many messages)."""
+    unknown = Counter(profile.key(f"{e.type}:v{e.version}") for e in envelopes if not e.known)
+    for label, n in unknown.items():
+        db[UNKNOWN].update_one({"_id": label}, {"$inc": {"count": n}}, upsert=True, session=session)
+    known = [e for e in envelopes if e.known]
+    residents = [e for e in known if e.type in PROFILE_TYPES]
+    if residents:
+        profile.apply(db, residents, session)
+    activity.apply(db, known, session)
 
 
 def record(db, envelopes, session) -> None:
@@ -64,8 +67,7 @@ def record(db, envelopes, session) -> None:
         # rebuild's last one, so the rebuild cannot finish without these.
         db[STATE].update_one({"_id": "state"}, {"$inc": {"arrived_during_rebuild": len(envelopes)}}, session=session)
         return
-    for envelope in envelopes:
-        apply(db, envelope, session)
+    apply(db, envelopes, session)
 
 
 def _wire(envelope) -> dict:
@@ -120,8 +122,7 @@ def rebuild(db, client, page_size: int = 500, grace_s: float = 2.0) -> dict:
 
 def _apply_page(db, client, docs, generation) -> int:
     def work(session):
-        for doc in docs:
-            apply(db, parse_envelope_or_unknown(doc["wire"])[0], session)
+        apply(db, [parse_envelope_or_unknown(doc["wire"])[0] for doc in docs], session)
         db[HISTORY].update_many({"_id": {"$in": [d["_id"] for d in docs]}}, {"$set": {"generation": generation}},
                                 session=session)
         return len(docs)

@@ -13,6 +13,8 @@ from collections import Counter
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from pymongo import ReplaceOne
+
 RESIDENTS = "profile_residents"
 COMMUNITIES = "profile_communities"
 CATEGORICAL = ("community_id", "residence_type", "nationality", "birth_year", "tags", "status")
@@ -104,12 +106,18 @@ def transition(old: dict | None, envelope) -> tuple[dict, dict[str, Counter]]:
     return new, deltas
 
 
-def apply(db, envelope, session) -> None:
-    resident_id, _ = changes_of(envelope)
-    old = db[RESIDENTS].find_one({"_id": resident_id}, session=session)
-    new, deltas = transition(old, envelope)
-    db[RESIDENTS].replace_one({"_id": resident_id}, new, upsert=True, session=session)
-    for community, counts in deltas.items():
+def apply(db, envelopes, session) -> None:
+    """Many messages at once: one read of the residents' states, one write of each, one $inc per community."""
+    ids = [changes_of(envelope)[0] for envelope in envelopes]
+    states = {doc["_id"]: doc for doc in db[RESIDENTS].find({"_id": {"$in": ids}}, session=session)}
+    totals: dict[str, Counter] = {}
+    for resident_id, envelope in zip(ids, envelopes):
+        states[resident_id], deltas = transition(states.get(resident_id), envelope)
+        for community, counts in deltas.items():
+            totals.setdefault(community, Counter()).update(counts)
+    db[RESIDENTS].bulk_write([ReplaceOne({"_id": i}, {**states[i], "_id": i}, upsert=True) for i in set(ids)],
+                             ordered=False, session=session)
+    for community, counts in totals.items():
         counts = {path: n for path, n in counts.items() if n}
         if counts:
             db[COMMUNITIES].update_one({"_id": community}, {"$inc": counts}, upsert=True, session=session)
