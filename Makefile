@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export LINLI_VAR_DIR ?= $(CURDIR)/var
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run stop test unit bench token lock clean
+.PHONY: help venv run stop test unit bench token lock clean contracts contracts-check contracts-release
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -42,6 +42,15 @@ bench: $(STAMP) ## raw-broker baseline vs the skeleton's end-to-end rate, and th
 
 token: $(STAMP) ## print a token for every scope and every community (local use)
 	@$(BIN)/linli token --communities '*' --scopes residents:read,residents:write,residents:pii,events:read,events:write,notifications:read,notifications:write,notifications:admin,reports:read,reports:admin
+
+contracts: $(STAMP) ## regenerate contracts/schemas/*.json and contracts/asyncapi.yaml from the contracts
+	$(BIN)/python -m services.common.contract_docs write
+
+contracts-check: $(STAMP) ## fail if a schema breaks the released set in contracts/released/
+	$(BIN)/python -m services.common.contract_docs check
+
+contracts-release: $(STAMP) ## record the current schemas as the released set (after a release)
+	$(BIN)/python -m services.common.contract_docs release
 
 lock: $(STAMP) ## rewrite constraints.txt from the current venv
 	@{ echo "# Every package the venv holds, pinned: \`make lock\` rewrites this from a working venv."; \
