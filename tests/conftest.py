@@ -110,6 +110,8 @@ def config(amqp_uri, mongo_uri, db_prefix):
         "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
         "serializer": "json",
         "max_workers": 10,
+        # Failed messages are retried twice, quickly, before they are parked.
+        "MESSAGE_RETRY_DELAYS_S": "0.05,0.1",
     }
 
 

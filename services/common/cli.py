@@ -77,6 +77,27 @@ def _rebuild_reports(args) -> int:
     return 0
 
 
+def _dead_letters(args) -> int:
+    """``linli dlq list|show|replay``: the dead-letter queues of every service's consumers."""
+    from services.common import dlq
+    from services.common.contract_docs import consumed, service_classes
+
+    amqp_uri = os.environ.get("LINLI_AMQP_URI", "amqp://guest:guest@localhost:5672/")
+    if args.dlq_command == "list":
+        queues = sorted({queue + dlq.SUFFIX for cls in service_classes().values() for *_, queue in consumed(cls)})
+        for queue, depth in dlq.depths(amqp_uri, queues).items():
+            print(f"{depth:>8}  {queue}")
+        return 0
+    if args.dlq_command == "show":
+        for parked in dlq.peek(amqp_uri, args.queue, args.limit):
+            print(f"{parked.message_id}  {parked.type}  attempts={parked.attempts}  {parked.dead_lettered_at}\n"
+                  f"    {parked.consumer}: {parked.error}")
+        return 0
+    count = dlq.replay(amqp_uri, args.queue, args.id)
+    print(f"replayed {count} message(s) from {args.queue}")
+    return 0
+
+
 EVENT_ACTIONS = {
     # action: (HTTP method, path template, JSON body from args)
     "list": ("GET", "/events", None),
@@ -159,7 +180,19 @@ def main(argv: list[str] | None = None) -> int:
     rebuild.add_argument("--url", default=f"http://{platform.http_address('reports', 8004)}")
     rebuild.add_argument("--token", help="a bearer token (default: $LINLI_TOKEN, else one minted locally)")
 
+    dead_letters = commands.add_parser("dlq", help="dead-letter queues: what is parked, why; replay it")
+    dlq_commands = dead_letters.add_subparsers(dest="dlq_command", required=True)
+    dlq_commands.add_parser("list", help="every dead-letter queue and how many messages wait there")
+    show = dlq_commands.add_parser("show", help="the parked messages of one queue, with their errors")
+    show.add_argument("queue")
+    show.add_argument("--limit", type=int, default=20)
+    replay = dlq_commands.add_parser("replay", help="send parked messages back where they were published")
+    replay.add_argument("queue")
+    replay.add_argument("--id", help="only the message with this envelope id")
+
     args = parser.parse_args(argv)
+    if args.command == "dlq":
+        return _dead_letters(args)
     if args.command == "reports":
         return _rebuild_reports(args)
     if args.command == "events":

@@ -32,7 +32,7 @@ from nameko.events import EventDispatcher, EventHandler, get_event_exchange
 from nameko.messaging import Consumer
 
 from contracts import ContractError, MessageType, build_envelope, parse_envelope, parse_envelope_or_unknown
-from services.common.metrics import MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED, MESSAGES_PUBLISHED
+from services.common.metrics import MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED, MESSAGES_PUBLISHED, MESSAGES_RETRIED
 from services.common.mongo import Database
 
 log = logging.getLogger(__name__)
@@ -132,15 +132,17 @@ class MessageHandler(EventHandler):
         self._pending: list[Delivery] = []
         self._flush_timer = None
         self.dead_letter_queue = dead_letter_queue(self.queue.name)
+        self.retry_queues = retry_queues(self.queue.name, retry_delays(self.container.config))
         self.dead_letter_publisher = Publisher(
             self.container.config["AMQP_URI"],
             serializer="json",
-            declare=[DEAD_LETTER_EXCHANGE, self.dead_letter_queue],
+            declare=[DEAD_LETTER_EXCHANGE, self.dead_letter_queue, *self.retry_queues],
         )
-        # Declare now, so the queue exists (and is visible to operators)
+        # Declare now, so the queues exist (and are visible to operators)
         # before the first failure, not only when something is parked.
         with Connection(self.container.config["AMQP_URI"]) as connection:
-            self.dead_letter_queue.bind(connection.default_channel).declare()
+            for queue in (self.dead_letter_queue, *self.retry_queues):
+                queue.bind(connection.default_channel).declare()
 
     def parse(self, body):
         return parse_envelope(body)
@@ -189,18 +191,37 @@ class MessageHandler(EventHandler):
             for delivery in batch:
                 self.queue_consumer.ack_message(delivery.message)
         elif len(batch) == 1:
-            self.dead_letter(batch[0].body, batch[0].message, exc_info[1])
+            self.retry_or_dead_letter(batch[0], exc_info[1])
             self.queue_consumer.ack_message(batch[0].message)
         else:
             # Find the message that fails: each on its own, outside this worker.
             self.container.spawn_managed_thread(lambda: [self._spawn([d]) for d in batch])
         return result, exc_info
 
-    def dead_letter(self, body, message, error: BaseException) -> None:
+    def retry_or_dead_letter(self, delivery: Delivery, error: BaseException) -> None:
+        """Try a failed message again after a delay (a database that is down, a service that
+        is restarting), up to a bounded number of attempts; then park it with its reason."""
+        headers = dict(delivery.message.headers or {})
+        attempts = int(headers.get(ATTEMPTS_HEADER, 1))
+        if attempts > len(self.retry_queues):
+            self.dead_letter(delivery.body, delivery.message, error, attempts)
+            return
+        retry_queue = self.retry_queues[attempts - 1]
+        log.info("%s: %s failed (attempt %d), trying again in %s: %s", self.container.service_name,
+                 delivery.envelope.type, attempts, retry_queue.name.rsplit(".", 1)[-1], type(error).__name__)
+        info = delivery.message.delivery_info
+        headers.setdefault("x-linli-original-exchange", info.get("exchange", ""))
+        headers.setdefault("x-linli-original-routing-key", info.get("routing_key", ""))
+        self.dead_letter_publisher.publish(
+            delivery.body, exchange="", routing_key=retry_queue.name,
+            headers={**headers, ATTEMPTS_HEADER: attempts + 1, "x-linli-last-error": _reason(error)[:2000]})
+        MESSAGES_RETRIED.labels(self.container.service_name, delivery.envelope.type).inc()
+
+    def dead_letter(self, body, message, error: BaseException, attempts: int = 1) -> None:
         """Park the message with its reason; it is published (with confirms) before the ack."""
         service = self.container.service_name
         type_name = body.get("type", "unknown") if isinstance(body, dict) else "unknown"
-        reason = f"{type(error).__name__}: {error}"
+        reason = _reason(error)
         log.warning("%s: dead-lettering a %s message: %s", service, type_name, type(error).__name__)
         self.dead_letter_publisher.publish(
             body if isinstance(body, dict) else {"undecodable": json.dumps(body, default=str)},
@@ -210,12 +231,45 @@ class MessageHandler(EventHandler):
                 "x-linli-error": reason[:2000],
                 "x-linli-error-type": type(error).__name__,
                 "x-linli-consumer": f"{service}.{self.method_name}",
-                "x-linli-original-exchange": message.delivery_info.get("exchange", ""),
-                "x-linli-original-routing-key": message.delivery_info.get("routing_key", ""),
+                # Where it was first published, also after retries (which come back by another route).
+                "x-linli-original-exchange": (message.headers or {}).get(
+                    "x-linli-original-exchange", message.delivery_info.get("exchange", "")),
+                "x-linli-original-routing-key": (message.headers or {}).get(
+                    "x-linli-original-routing-key", message.delivery_info.get("routing_key", "")),
                 "x-linli-dead-lettered-at": datetime.now(timezone.utc).isoformat(),
+                "x-linli-attempts": attempts,
             },
         )
         MESSAGES_DEAD_LETTERED.labels(service, type_name).inc()
+
+
+ATTEMPTS_HEADER = "x-linli-attempts"
+DEFAULT_RETRY_DELAYS_S = (1, 5, 30, 120)
+
+
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def retry_delays(config) -> tuple[float, ...]:
+    """``MESSAGE_RETRY_DELAYS_S``: seconds before each retry ("1,5,30,120"); its length is the number of retries."""
+    raw = config.get("MESSAGE_RETRY_DELAYS_S")
+    if raw is None or raw == "":
+        return DEFAULT_RETRY_DELAYS_S
+    values = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+    return tuple(float(v) for v in values)
+
+
+def retry_queues(queue_name: str, delays) -> list[Queue]:
+    """One holding queue per retry: a message waits there ``delay`` seconds (queue TTL), then
+    RabbitMQ dead-letters it back to ``queue_name`` through the default exchange. A queue per
+    delay keeps every queue first-in-first-out, which per-message TTLs would not."""
+    return [
+        Queue(f"{queue_name}.retry.{int(delay * 1000)}ms", durable=True, queue_arguments={
+            "x-message-ttl": int(delay * 1000), "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": queue_name})
+        for delay in delays
+    ]
 
 
 def _database_of(service) -> Database:

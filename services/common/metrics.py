@@ -31,6 +31,11 @@ MESSAGES_CONSUMED = Counter(
     "Messages consumed, by service, message type and outcome (processed | duplicate).",
     ["service", "type", "outcome"],
 )
+MESSAGES_RETRIED = Counter(
+    "linli_messages_retried_total",
+    "Messages whose handling failed and that were put back to be tried again after a delay.",
+    ["service", "type"],
+)
 MESSAGES_DEAD_LETTERED = Counter(
     "linli_messages_dead_lettered_total",
     "Messages parked in a dead-letter queue, by service and message type.",

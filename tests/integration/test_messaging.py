@@ -1,5 +1,6 @@
 """The contract-checking dispatcher and the exactly-once, dead-lettering handler,
 against the real RabbitMQ and SecantusDB."""
+import collections
 import json
 
 import eventlet
@@ -27,6 +28,7 @@ class Producer:
 
 class Counter:
     name = "counter"
+    fixed = False  # a test "deploys the fix" for exploding residents before replaying them
     db = MongoDatabase("counter")
 
     @message_handler("producer", RESIDENT_REGISTERED)
@@ -34,8 +36,14 @@ class Counter:
         self.db["effects"].update_one(
             {"_id": envelope.data["community_id"]}, {"$inc": {"n": 1}}, upsert=True, session=self.db.session
         )
-        if "explode" in envelope.data["tags"]:
+        if "explode" in envelope.data["tags"] and not Counter.fixed:
             raise ValueError("refusing an exploding resident (test)")
+        if "flaky" in envelope.data["tags"] and ATTEMPTS[envelope.id] < 2:
+            ATTEMPTS[envelope.id] += 1
+            raise ConnectionError("the database is restarting (test)")
+
+
+ATTEMPTS = collections.Counter()
 
 
 def facts(**overrides):
@@ -131,13 +139,21 @@ def test_an_unknown_type_cannot_be_built():
         build_envelope("resident.levitated", {}, source="linli/producer")
 
 
-def test_a_failing_handler_parks_the_message_with_its_error_and_keeps_no_effect(counter, config, effects):
+def parked_in(amqp_uri, queue_name, timeout_s=15):
+    deadline = eventlet.hubs.get_hub().clock() + timeout_s
+    while not (parked := drain(amqp_uri, queue_name + ".dead-letter")):
+        assert eventlet.hubs.get_hub().clock() < deadline, "nothing was parked"
+        eventlet.sleep(0.1)
+    return parked
+
+
+def test_a_failing_handler_is_retried_then_parked_with_its_error_and_keeps_no_effect(counter, config, effects):
     envelope = build_envelope("resident.registered", facts(tags=["explode"]), source="linli/producer")
-    with entrypoint_waiter(counter, "count", timeout=15):
-        publish_raw(config["AMQP_URI"], envelope.to_wire())
-    parked = drain(config["AMQP_URI"], queue_of(counter, "count").name + ".dead-letter")
+    publish_raw(config["AMQP_URI"], envelope.to_wire())
+    parked = parked_in(config["AMQP_URI"], queue_of(counter, "count").name)
     assert len(parked) == 1
     headers = parked[0].headers
+    assert headers["x-linli-attempts"] == 3  # the first try and the two retries of the test config
     assert headers["x-linli-error"] == "ValueError: refusing an exploding resident (test)"
     assert headers["x-linli-consumer"] == "counter.count"
     assert headers["x-linli-original-routing-key"] == "resident.registered"
@@ -149,6 +165,19 @@ def test_a_failing_handler_parks_the_message_with_its_error_and_keeps_no_effect(
     assert processed.count_documents({}) == 0
     # The source queue is empty: the message was not requeued in a loop.
     assert drain(config["AMQP_URI"], queue_of(counter, "count").name) == []
+
+
+def test_a_transient_failure_is_retried_and_then_handled_once(counter, config, effects):
+    envelope = build_envelope("resident.registered", facts(tags=["flaky"]), source="linli/producer")
+    publish_raw(config["AMQP_URI"], envelope.to_wire())
+    effect_docs, processed = effects
+    deadline = eventlet.hubs.get_hub().clock() + 15
+    while processed.count_documents({}) == 0:
+        assert eventlet.hubs.get_hub().clock() < deadline, "never handled"
+        eventlet.sleep(0.1)
+    eventlet.sleep(0.5)
+    assert ATTEMPTS[envelope.id] == 2 and effect_docs.find_one()["n"] == 1
+    assert drain(config["AMQP_URI"], queue_of(counter, "count").name + ".dead-letter") == []
 
 
 @pytest.mark.parametrize(
@@ -231,3 +260,35 @@ def test_a_batch_with_one_poison_message_parks_only_that_one(container_factory, 
     assert [json.loads(m.body)["id"] for m in parked] == [mixed[2].id]
     assert effect["n"] == 24
     assert database[PROCESSED_COLLECTION].count_documents({}) == 24
+
+
+def test_an_operator_lists_inspects_and_replays_parked_messages(counter, config, effects, capsys, monkeypatch):
+    from services.common import cli, dlq
+
+    queue = queue_of(counter, "count").name
+    envelope = build_envelope("resident.registered", facts(tags=["explode"]), source="linli/producer")
+    publish_raw(config["AMQP_URI"], envelope.to_wire())
+    parked_in(config["AMQP_URI"], queue)  # drains it: publish again and wait for it to be parked
+    publish_raw(config["AMQP_URI"], envelope.to_wire())
+    deadline = eventlet.hubs.get_hub().clock() + 15
+    while dlq.depths(config["AMQP_URI"], [queue + ".dead-letter"]).get(queue + ".dead-letter") != 1:
+        assert eventlet.hubs.get_hub().clock() < deadline
+        eventlet.sleep(0.1)
+    [seen] = dlq.peek(config["AMQP_URI"], queue + ".dead-letter")
+    assert (seen.message_id, seen.attempts, seen.consumer) == (envelope.id, 3, "counter.count")
+    assert "exploding resident" in seen.error
+    assert dlq.depths(config["AMQP_URI"], [queue + ".dead-letter", "no-such.dead-letter"]) == {
+        queue + ".dead-letter": 1}  # peeking left it there; a queue that does not exist is not created
+
+    monkeypatch.setenv("LINLI_AMQP_URI", config["AMQP_URI"])
+    Counter.fixed = True
+    try:
+        assert cli.main(["dlq", "replay", queue + ".dead-letter", "--id", envelope.id]) == 0
+        assert "replayed 1 message(s)" in capsys.readouterr().out
+        effect_docs, processed = effects
+        while processed.count_documents({}) == 0:
+            assert eventlet.hubs.get_hub().clock() < deadline + 15, "the replayed message was not handled"
+            eventlet.sleep(0.1)
+    finally:
+        Counter.fixed = False
+    assert dlq.depths(config["AMQP_URI"], [queue + ".dead-letter"])[queue + ".dead-letter"] == 0
