@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export LINLI_VAR_DIR ?= $(CURDIR)/var
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run stop test unit bench token lock clean contracts contracts-check contracts-release
+.PHONY: help venv run stop test unit bench token lock clean contracts contracts-check contracts-release definitions
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ contracts-check: $(STAMP) ## fail if a schema breaks the released set in contrac
 
 contracts-release: $(STAMP) ## record the current schemas as the released set (after a release)
 	$(BIN)/python -m services.common.contract_docs release
+
+definitions: $(STAMP) ## regenerate deploy/rabbitmq/definitions.json (exchanges, queues, bindings, policies)
+	$(BIN)/python -m services.common.broker_definitions
 
 lock: $(STAMP) ## rewrite constraints.txt from the current venv
 	@{ echo "# Every package the venv holds, pinned: \`make lock\` rewrites this from a working venv."; \
