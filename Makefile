@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export LINLI_VAR_DIR ?= $(CURDIR)/var
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run stop test unit bench token lock clean contracts contracts-check contracts-release definitions
+.PHONY: help venv run stop test unit bench token lock clean contracts contracts-check contracts-release definitions test-chaos
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -31,7 +31,11 @@ stop: $(STAMP) ## stop what `make run` started
 
 test: $(STAMP) ## the whole suite: unit, integration (real RabbitMQ + SecantusDB), e2e
 	@deploy/local/rabbitmq.sh ensure test
-	@set +e; $(BIN)/pytest $(PYTEST_ARGS); status=$$?; deploy/local/rabbitmq.sh release test; exit $$status
+	@set +e; $(BIN)/pytest --ignore=tests/chaos $(PYTEST_ARGS); status=$$?; deploy/local/rabbitmq.sh release test; exit $$status
+
+test-chaos: $(STAMP) ## the slow fault tests: kill -9 mid-stream, database outage, SIGTERM under load, two instances
+	@deploy/local/rabbitmq.sh ensure test
+	@set +e; $(BIN)/pytest tests/chaos $(PYTEST_ARGS); status=$$?; deploy/local/rabbitmq.sh release test; exit $$status
 
 unit: $(STAMP) ## only the unit tests (no broker, no database)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -131,6 +131,7 @@ class MessageHandler(EventHandler):
     def _setup_batching_and_dead_letter(self):
         self._pending: list[Delivery] = []
         self._flush_timer = None
+        self._stopped = False
         self.dead_letter_queue = dead_letter_queue(self.queue.name)
         self.retry_queues = retry_queues(self.queue.name, retry_delays(self.container.config))
         self.dead_letter_publisher = Publisher(
@@ -148,6 +149,8 @@ class MessageHandler(EventHandler):
         return parse_envelope(body)
 
     def handle_message(self, body, message):
+        if self._stopped:
+            return  # unacked: redelivered to whoever consumes next
         try:
             envelope = self.parse(body)
             if self.expected_types is not None and envelope.type not in self.expected_types:
@@ -168,9 +171,24 @@ class MessageHandler(EventHandler):
         if self._flush_timer is not None:
             self._flush_timer.cancel()  # a no-op when the timer itself is flushing
             self._flush_timer = None
+        if self._stopped:
+            # Left unacked: the broker gives them back when the connection closes.
+            self._pending = []
+            return
         batch, self._pending = self._pending, []
         if batch:
             self._spawn(batch)
+
+    def stop(self):
+        """A graceful stop: what has arrived is handed to a worker now (the container waits
+        for workers before it stops the database), and nothing is spawned afterwards."""
+        self._flush()
+        self._stopped = True
+        super().stop()
+
+    def kill(self):
+        self._stopped = True
+        super().kill()
 
     def _spawn(self, batch: list[Delivery]):
         first = batch[0]
