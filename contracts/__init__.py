@@ -26,6 +26,7 @@ from contracts.events import (  # noqa: E402
     REGISTRATION_PROMOTED,
     REGISTRATION_WAITLISTED,
 )
+from contracts.ingest import EVENT_PROPOSED, INGEST_ACCEPTED, INGEST_TYPES, RESIDENT_FORM_SUBMITTED  # noqa: E402
 from contracts.notifications import NOTIFICATION_OUTCOMES  # noqa: E402
 from contracts.reports import COMMUNITY_ASSESSED  # noqa: E402
 
@@ -43,6 +44,7 @@ __all__ = [
     "EVENT_CANCELLED",
     "EVENT_CHANGED",
     "EVENT_COMPLETED",
+    "EVENT_PROPOSED",
     "EVENT_SCHEDULED",
     "FEEDBACK_SUBMITTED",
     "REGISTRATION_CANCELLED",
@@ -52,11 +54,14 @@ __all__ = [
     "ContractError",
     "Envelope",
     "EnvelopeError",
+    "INGEST_ACCEPTED",
+    "INGEST_TYPES",
     "InvalidPayload",
     "NOTIFICATION_OUTCOMES",
     "MessageType",
     "RESIDENT_DEPARTED",
     "RESIDENT_ERASED",
+    "RESIDENT_FORM_SUBMITTED",
     "RESIDENT_IMPORT_COMPLETED",
     "RESIDENT_MOVED",
     "RESIDENT_PERMIT_EXPIRING",

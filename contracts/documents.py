@@ -64,22 +64,19 @@ class Route:
     consumers: tuple[tuple[str, str], ...] = ()  # (service, queue)
 
 
-def asyncapi(routes: list[Route], extra_channels: dict, version: str) -> dict:
-    """The AsyncAPI 3.0 document for ``routes`` plus channels described by hand (feeds, dead letters)."""
+def asyncapi(routes: list[Route], extra_channels: dict, version: str, extra_messages=()) -> dict:
+    """The AsyncAPI 3.0 document for ``routes`` plus channels described by hand (feeds, dead letters,
+    replies), whose messages (``extra_messages``) are described like the others."""
     channels, operations, messages, schemas = {}, {}, {}, {"envelope": _without_meta(envelope_schema())}
+    for mt in extra_messages:
+        key = f"{mt.name}.v{mt.version}"
+        schemas[key] = _without_meta(json_schema(mt))
+        messages[key] = _message(mt, key)
     for route in sorted(routes, key=lambda r: (r.exchange, r.message_type.name, r.message_type.version)):
         mt = route.message_type
         key = f"{mt.name}.v{mt.version}"
         schemas[key] = _without_meta(json_schema(mt))
-        messages[key] = {
-            "name": mt.name, "title": f"{mt.name} v{mt.version}", "summary": mt.description,
-            "contentType": "application/json",
-            "payload": {"allOf": [{"$ref": "#/components/schemas/envelope"},
-                                  {"type": "object", "properties": {
-                                      "type": {"const": mt.name}, "dataschema": {"const": dataschema_of(mt)},
-                                      "data": {"$ref": f"#/components/schemas/{key}"}}}]},
-            "examples": [{"payload": {"type": mt.name, "dataschema": dataschema_of(mt), "data": mt.example}}],
-        }
+        messages[key] = _message(mt, key)
         channel = f"{route.exchange}/{mt.name}"
         channels.setdefault(channel, {
             "address": mt.name, "description": f"Routing key {mt.name} on the {route.exchange} exchange.",
@@ -107,6 +104,18 @@ def asyncapi(routes: list[Route], extra_channels: dict, version: str) -> dict:
         "channels": channels,
         "operations": operations,
         "components": {"messages": messages, "schemas": schemas},
+    }
+
+
+def _message(mt: MessageType, key: str) -> dict:
+    return {
+        "name": mt.name, "title": f"{mt.name} v{mt.version}", "summary": mt.description,
+        "contentType": "application/json",
+        "payload": {"allOf": [{"$ref": "#/components/schemas/envelope"},
+                              {"type": "object", "properties": {
+                                  "type": {"const": mt.name}, "dataschema": {"const": dataschema_of(mt)},
+                                  "data": {"$ref": f"#/components/schemas/{key}"}}}]},
+        "examples": [{"payload": {"type": mt.name, "dataschema": dataschema_of(mt), "data": mt.example}}],
     }
 
 

@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from services.common.contract_docs import consumed, service_classes
+from services.common.contract_docs import OUTSIDE, consumed, service_classes
+from services.common.ingest import INGEST_EXCHANGE, REJECTED_QUEUE, UNROUTED_EXCHANGE, UNROUTED_QUEUE
 from services.common.messaging import DEFAULT_RETRY_DELAYS_S, retry_queues
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,10 +40,18 @@ def definitions(vhost: str = "/", delays=DEFAULT_RETRY_DELAYS_S) -> dict:
     classes = service_classes()
     exchanges = [_exchange(f"{name}.events", "topic", vhost) for name in classes]
     exchanges += [_exchange("linli.dead-letter", "direct", vhost), _exchange(UNROUTED, "fanout", vhost)]
-    queues, bindings = [_queue(UNROUTED, vhost)], [_binding(UNROUTED, UNROUTED, "", vhost)]
+    # The ingest door (services/common/ingest.py): its exchange names its alternate exchange itself.
+    exchanges += [{**_exchange(INGEST_EXCHANGE.name, "topic", vhost), "arguments": dict(INGEST_EXCHANGE.arguments)},
+                  _exchange(UNROUTED_EXCHANGE.name, "fanout", vhost)]
+    queues = [_queue(UNROUTED, vhost), _queue(UNROUTED_QUEUE.name, vhost), _queue(REJECTED_QUEUE.name, vhost)]
+    bindings = [_binding(UNROUTED, UNROUTED, "", vhost), _binding(UNROUTED_EXCHANGE.name, UNROUTED_QUEUE.name, "", vhost)]
     for cls in classes.values():
         for source, message_type, queue in consumed(cls):
             key = "#" if message_type is None else message_type.name
+            if source == OUTSIDE:  # rejects go to linli.ingest.rejected, not a dead-letter queue
+                bindings.append(_binding(INGEST_EXCHANGE.name, queue, key, vhost))
+                queues.append(_queue(queue, vhost))
+                continue
             bindings.append(_binding(f"{source}.events", queue, key, vhost))
             if any(q["name"] == queue for q in queues):
                 continue

@@ -16,11 +16,13 @@ from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 from werkzeug.wrappers import Response
 
+from contracts import EVENT_PROPOSED
 from services.common.base import ServiceBase
+from services.common.ingest_entrypoints import ingest_handler
 from services.common.messaging import MessageDispatcher
 from services.common.mongo import MongoDatabase
 from services.common.web import ApiError, NotFound, ValidationFailed, api, load, read_json
-from services.events import calendar, domain, registrations
+from services.events import calendar, domain, ingest, registrations
 from services.events.documents import ALL_DOCUMENTS, Registration
 
 
@@ -171,6 +173,12 @@ class EventsService(ServiceBase):
         event = self._visible(request, event_id)
         _rules(lambda: registrations.rate(self.publish, event, body["resident_id"], body["rating"], body["comment"]))
         return 201, registrations.feedback_summary(event)
+
+    # -- the ingest door, for internal systems of the city --------------------
+
+    @ingest_handler(EVENT_PROPOSED)
+    def ingest_proposal(self, envelope):
+        return ingest.propose(self.db, envelope)
 
     # -- RPC and timers -------------------------------------------------------
 

@@ -12,13 +12,15 @@ from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
+from contracts import RESIDENT_FORM_SUBMITTED
 from services.common.auth import Forbidden
 from services.common.base import ServiceBase
 from services.common.caller import Caller
+from services.common.ingest_entrypoints import IngestDoor, ingest_handler, unrouted_gate
 from services.common.messaging import MessageDispatcher
 from services.common.mongo import MongoDatabase
 from services.common.web import ApiError, NotFound, ValidationFailed, api, load, read_json
-from services.residents import imports, registry, reminders
+from services.residents import imports, ingest, registry, reminders
 from services.residents.documents import ALL_DOCUMENTS, ImportJob
 from services.residents.domain import MoveResident, RecordDeparture, RegisterResident, SearchResidents, UpdateResident
 from services.residents.forms import FormError
@@ -40,6 +42,7 @@ class ResidentsService(ServiceBase):
     myself = RpcProxy("residents")
     caller = Caller()
     config = Config()
+    ingest_door = IngestDoor()
 
     # -- HTTP ---------------------------------------------------------------
 
@@ -117,10 +120,24 @@ class ResidentsService(ServiceBase):
             raise Forbidden("this token does not cover every community in this import")
         return imports.view(job)
 
+    @api("POST", "/ingest", scope="ingest:write")
+    def ingest_over_http(self, request):
+        return self.ingest_door(request)
+
     def _visible(self, request, resident_id):
         resident = registry.find(resident_id)
         request.principal.require_community(resident.community_id)
         return resident
+
+    # -- the ingest door (AMQP), for internal systems of the city --------------
+
+    @ingest_handler(RESIDENT_FORM_SUBMITTED)
+    def ingest_form_row(self, envelope):
+        return ingest.submit_form_row(self.db, self.vault, self.publish, envelope)
+
+    @unrouted_gate()
+    def park_unrouted_ingest(self, envelope):
+        """Never called: the gate parks every message with a routing key no service binds."""
 
     # -- RPC, for the other services ------------------------------------------
 

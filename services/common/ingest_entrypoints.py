@@ -1,0 +1,193 @@
+"""nameko extensions of the ingest door (see ``services.common.ingest`` for the checks and guarantees).
+
+``ingest_handler(message_type)`` decorates ``method(self, envelope) -> dict``
+(``{"outcome": ..., "resident_id" | "event_id": ...}``): one worker per
+message; a method that raises ``IngestRejected`` (a business rule) has the
+message parked like a malformed one. A message whose handling fails for any
+other reason is requeued once, then parked as ``processing_failed``.
+
+``unrouted_gate()`` parks whatever reaches ``linli.ingest.unrouted``.
+``IngestDoor`` is the HTTP door: the same checks, then the message is
+published to ``linli.ingest`` with confirms for the same consumers.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from functools import partial
+
+import eventlet
+from kombu import Connection, Consumer
+from nameko.amqp.publish import Publisher
+from nameko.exceptions import ContainerBeingKilled
+from nameko.extensions import DependencyProvider, Entrypoint
+
+from contracts import INGEST_ACCEPTED, MessageType, build_envelope
+from contracts.ingest import MAX_INGEST_BYTES
+from services.common.ingest import (
+    INGEST_EXCHANGE, INGEST_MESSAGES, PERSISTENT, UNROUTED_QUEUE, IngestRejected, Rejections, check_body,
+    declare_topology, declared, error, queue_for, type_label,
+)
+from services.common.web import ApiError
+
+log = logging.getLogger(__name__)
+RECONNECT_DELAY_S = 1.0
+
+
+class IngestConsumer(Entrypoint):
+    """Consumes raw ingest messages from one queue in a thread of its own (see the module docstring)."""
+
+    def __init__(self, message_type: MessageType | None, prefetch_count: int = 20, **kwargs):
+        self.message_type = message_type
+        self.prefetch_count = prefetch_count
+        kwargs.setdefault("expected_exceptions", (IngestRejected,))  # a warning, not an error, in the log
+        super().__init__(**kwargs)
+
+    def setup(self):
+        service = self.container.service_name
+        self.amqp_uri = self.container.config["AMQP_URI"]
+        self.queue = queue_for(service, self.message_type) if self.message_type else UNROUTED_QUEUE
+        declare_topology(self.amqp_uri, self.queue)
+        self.rejections = Rejections(self.amqp_uri, service)
+        self.replies = Publisher(self.amqp_uri, use_confirms=True, serializer="json")
+        self._stopping = False
+        self._thread = None
+        probe = Connection(self.amqp_uri)
+        self._broker_errors = (OSError, *probe.connection_errors, *probe.channel_errors)
+
+    def start(self):
+        self._thread = self.container.spawn_managed_thread(self._consume, identifier=f"ingest:{self.queue.name}")
+
+    def stop(self):
+        self._stopping = True
+        if self._thread is not None:
+            self._thread.wait()
+
+    def kill(self):
+        self._stopping = True
+        if self._thread is not None:
+            self._thread.kill()
+
+    def _consume(self):
+        while not self._stopping:
+            try:
+                with Connection(self.amqp_uri, heartbeat=60) as connection:
+                    channel = connection.channel()
+                    with Consumer(channel, queues=[self.queue], on_message=self._on_message, no_ack=False,
+                                  prefetch_count=self.prefetch_count):
+                        while not self._stopping:
+                            try:
+                                connection.drain_events(timeout=0.5)
+                            except socket.timeout:
+                                connection.heartbeat_check()
+            except self._broker_errors as exc:
+                log.warning("ingest consumer of %s lost the broker (%s); reconnecting",
+                            self.queue.name, type(exc).__name__)
+                eventlet.sleep(RECONNECT_DELAY_S)
+
+    def _on_message(self, message):
+        routing_key = message.delivery_info.get("routing_key")
+        try:
+            envelope = check_body(message.body, message.content_type, routing_key)
+            if self.message_type is None:
+                raise IngestRejected([error("unrouted", "type", f"no Linli service consumes {envelope.type!r}")])
+        except IngestRejected as rejected:
+            if self.message_type is None and "unrouted" not in rejected.codes:
+                rejected.errors.append(error("unrouted", None, f"no Linli service consumes routing key "
+                                                               f"{(routing_key or '')[:100]!r}"))
+            return self._park(message, rejected)
+        context = {"correlation_id": message.properties.get("correlation_id") or envelope.id}
+        try:
+            self.container.spawn_worker(self, (envelope,), {}, context_data=context,
+                                        handle_result=partial(self._processed, message, envelope))
+        except ContainerBeingKilled:
+            message.requeue()
+
+    def _processed(self, message, envelope, worker_ctx, result=None, exc_info=None):
+        try:
+            if exc_info is None:
+                self._reply(message, envelope, result)
+                INGEST_MESSAGES.labels(self.container.service_name, envelope.type, result["outcome"]).inc()
+                message.ack()
+            elif isinstance(exc_info[1], IngestRejected):
+                self._park(message, exc_info[1])
+            elif not message.delivery_info.get("redelivered"):
+                log.warning("ingest %s failed (%s); requeued once", envelope.type, type(exc_info[1]).__name__)
+                message.requeue()
+            else:
+                self._park(message, IngestRejected([error("processing_failed", None, f"{type(exc_info[1]).__name__} "
+                                                          "twice; the message is kept for replay")]))
+        except Exception as exc:  # noqa: BLE001 - the broker failed us: leave the message to be redelivered
+            log.error("ingest %s: could not settle the message (%s); left for redelivery", envelope.type,
+                      type(exc).__name__)
+            try:
+                message.requeue()
+            except Exception:  # noqa: BLE001 - a lost channel returns its unacked messages anyway
+                pass
+        return result, exc_info
+
+    def _park(self, message, rejected: IngestRejected):
+        self.rejections.park(message.body, message.properties, message.delivery_info, rejected)
+        label = self.message_type.name if self.message_type else type_label(message.delivery_info.get("routing_key"))
+        INGEST_MESSAGES.labels(self.container.service_name, label, "rejected").inc()
+        message.ack()
+
+    def _reply(self, message, envelope, result: dict):
+        reply_to = message.properties.get("reply_to")
+        if not reply_to:
+            return
+        correlation_id = message.properties.get("correlation_id")
+        reply = build_envelope(INGEST_ACCEPTED.name, {"ingested_id": envelope.id, "type": envelope.type, **result},
+                               source=f"linli/{self.container.service_name}", community=envelope.community,
+                               correlationid=correlation_id or envelope.id)
+        self.replies.publish(reply.to_wire(), exchange="", routing_key=reply_to,
+                             correlation_id=correlation_id or envelope.id)
+
+
+def ingest_handler(message_type: MessageType, **kwargs):
+    """Consume ``message_type`` from ``linli.ingest`` on ``linli-<service>.ingest.<type>``."""
+    return IngestConsumer.decorator(message_type, **kwargs)
+
+
+def unrouted_gate(**kwargs):
+    """Park every message that reached ``linli.ingest`` with a routing key no service binds."""
+    return IngestConsumer.decorator(None, **kwargs)
+
+
+class IngestRefused(ApiError):
+    def __init__(self, rejected: IngestRejected):
+        code = {413: "body_too_large", 415: "unsupported_content_type"}.get(rejected.status, "invalid_message")
+        super().__init__(f"the message is refused: {rejected}"[:2000], {"errors": rejected.errors}, code=code)
+        self.status = rejected.status
+
+
+class IngestDoor(DependencyProvider):
+    """``accept(request) -> (202, {"id", "status"})`` for systems without AMQP, or ``IngestRefused``."""
+
+    def setup(self):
+        self.service = self.container.service_name
+        amqp_uri = self.container.config["AMQP_URI"]
+        declare_topology(amqp_uri)
+        self.publisher = Publisher(amqp_uri, use_confirms=True, mandatory=True, delivery_mode=PERSISTENT)
+
+    def get_dependency(self, worker_ctx):
+        return self.accept
+
+    def accept(self, request):
+        content_type = request.headers.get("Content-Type")
+        try:
+            if (request.content_length or 0) > MAX_INGEST_BYTES:
+                raise IngestRejected([error("body_too_large", None, f"the body is {request.content_length} bytes; "
+                                                                    f"the limit is {MAX_INGEST_BYTES}")], 413)
+            envelope = check_body(request.get_data(), content_type)
+        except IngestRejected as rejected:
+            label = type_label(declared(request.get_data(), "type")) if rejected.status != 413 else "unknown"
+            INGEST_MESSAGES.labels(self.service, label, "rejected").inc()
+            raise IngestRefused(rejected) from None
+        request.principal.require_community(envelope.data["community_id"])
+        self.publisher.publish(request.get_data(), exchange=INGEST_EXCHANGE, routing_key=envelope.type,
+                               content_type=content_type, content_encoding="binary",
+                               message_id=envelope.id, app_id=f"http:{request.principal.subject}"[:200],
+                               headers={"x-linli-received-over": "http"})
+        INGEST_MESSAGES.labels(self.service, envelope.type, "forwarded_http").inc()
+        return 202, {"id": envelope.id, "status": "accepted"}
