@@ -32,7 +32,7 @@ HISTORY = [
     ("residents", resident("r4", community="yulin")),
     ("residents", envelope("resident.departed", {"resident_id": "r3", "community_id": "tongzilin",
                                                  "residence_type": "foreign", "reason": "moved_away",
-                                                 "departed_on": f"{MONTH}-20"})),
+                                                 "departed_on": f"{MONTH}-20"}, f"{MONTH}-20T02:00:00+00:00")),
     ("events", envelope("event.completed", {"event_id": "e1", "community_id": "tongzilin", "category": "food",
                                             "starts_at": f"{MONTH}-12T10:00:00+08:00", "registered": 40,
                                             "attended": 30, "waitlisted": 8})),
