@@ -97,6 +97,11 @@ class ApiEndpoint(HttpRequestHandler):
 
     def handle_request(self, request):
         request.max_content_length = MAX_BODY_BYTES
+        # max_content_length bites only when a handler reads the body; a route that
+        # ignores its body must refuse an oversized one too.
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            return error_response(413, "request_entity_too_large",
+                                  f"the body is {request.content_length} bytes; the limit is {MAX_BODY_BYTES}")
         request.principal = None
         if self.scope is not None:
             try:

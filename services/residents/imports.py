@@ -28,14 +28,11 @@ def accept(content: bytes, filename: str, requested_by: str, may_see) -> tuple[I
     digest = hashlib.sha256(content).hexdigest()
     existing = ImportJob.objects(content_sha256=digest).first()
     if existing is not None:
+        _require_visible(existing.communities, may_see)  # a repeat shows the job only to whom it concerns
         return existing, False
     form = forms.read(content, filename)  # FormError: nothing is stored
     communities = sorted({raw.get("community_id", "").strip() for _, raw in form.rows} - {""})
-    refused = [c for c in communities if not may_see(c)]
-    if refused:
-        from services.common.auth import Forbidden
-
-        raise Forbidden(f"this token does not cover communities {refused} named in the form")
+    _require_visible(communities, may_see)
     job = ImportJob(filename=filename, content_sha256=digest, rows_total=len(form.rows),
                     requested_by=requested_by, communities=communities)
     job.save()
@@ -47,6 +44,14 @@ def accept(content: bytes, filename: str, requested_by: str, may_see) -> tuple[I
             ordered=False,
         )
     return job, True
+
+
+def _require_visible(communities, may_see) -> None:
+    refused = [c for c in communities if not may_see(c)]
+    if refused:
+        from services.common.auth import Forbidden
+
+        raise Forbidden(f"this token does not cover communities {refused} named in the form")
 
 
 def run(vault: Vault, publish, job_id: str) -> ImportJob:
