@@ -253,7 +253,7 @@ class EventsService(ServiceBase):
 
     def _resident(self, resident_id: str) -> dict:
         try:
-            return self.residents.get(resident_id)
+            return self.residents.membership(resident_id)
         except RemoteError as exc:
             if exc.exc_type == "NotFound":
                 raise ApiError(f"no resident with id {resident_id}", {"rule": "unknown_resident"},

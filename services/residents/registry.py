@@ -284,6 +284,11 @@ class UnknownPurpose(ApiError):
 PARTNER_FEED_PURPOSE = "partner_feed"
 
 
+def membership(resident: Resident) -> dict:
+    return {"id": str(resident.id), "community_id": resident.community_id, "status": resident.status,
+            "residence_type": resident.residence_type, "tags": list(resident.tags or [])}
+
+
 def contact(vault: Vault, resident_id: str, purpose: str, caller: str) -> dict:
     """Only the fields ``purpose`` needs, and an audit record that they were read."""
     if purpose not in domain.CONTACT_PURPOSES:

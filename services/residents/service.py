@@ -150,6 +150,12 @@ class ResidentsService(ServiceBase):
         return registry.view(self.vault, registry.find(resident_id), with_pii=False)
 
     @rpc
+    def membership(self, resident_id: str) -> dict:
+        """Who may take part where: ids and categories only, no name, so nothing personal crosses
+        the bus when another service checks a resident (events does, for every registration)."""
+        return registry.membership(registry.find(resident_id))
+
+    @rpc
     def search(self, query: dict) -> dict:
         return registry.search(self.vault, SearchResidents().load(query), with_pii=False)
 

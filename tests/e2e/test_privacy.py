@@ -127,7 +127,7 @@ def test_names_and_document_numbers_appear_only_where_the_residents_service_keep
     linli.up()
     amqp_uri = linli.env["LINLI_AMQP_URI"]
     bus = Tap(amqp_uri, [f"{name}.events" for name in SOURCES])
-    rpc = Tap(amqp_uri, ["nameko-rpc"])  # requests and replies; counted, not asserted (point to point)
+    rpc = Tap(amqp_uri, ["nameko-rpc"])  # requests and replies between services
     mongo = pymongo.MongoClient(f"mongodb://127.0.0.1:{linli.env['LINLI_MONGO_PORT']}/?replicaSet=secantus")
     try:
         ids = act(linli, linli.headers(SCOPES))
@@ -175,7 +175,8 @@ def test_names_and_document_numbers_appear_only_where_the_residents_service_keep
         hits += [f"log {log.name}: {s}" for s in found_in(log.read_text("utf-8", "replace"), names + numbers)]
     summary = (f"sent {len(names)} names and {len(numbers)} document numbers; scanned {len(bus.messages)} bus messages, "
                f"{len(logs)} logs, {documents} documents in {len(databases)} databases; {len(hits)} hits"
-               f" (and {len(rpc_hits)} in {len(rpc.messages)} RPC messages, not asserted)")
+               f" (and {len(rpc_hits)} in {len(rpc.messages)} RPC messages)")
     print(summary, *hits, *rpc_hits, sep="\n  ")
     assert len(bus.messages) >= 3 * len(PEOPLE) and len(logs) >= len(SOURCES)
     assert not hits, summary + "\n" + "\n".join(hits)
+    assert not rpc_hits, summary + "\n" + "\n".join(rpc_hits)
