@@ -96,13 +96,22 @@ def to_record(vault: Vault, command: dict, import_id: str | None = None) -> dict
     return record
 
 
-def register(vault: Vault, publish, command: dict) -> str:
+def register(vault: Vault, stage, command: dict) -> str:
+    """Store the resident and its ``resident.registered`` in one transaction (``stage``: the outbox)."""
     record = to_record(vault, command)
+    collection = Resident._get_collection()
+
+    def store(session):
+        collection.insert_one(record, session=session)
+        announce_registered(lambda *args, **kwargs: stage(session, *args, **kwargs), record)
+
     try:
-        Resident._get_collection().insert_one(record)
+        with collection.database.client.start_session() as session:
+            session.with_transaction(store)
     except DuplicateKeyError:
+        record.pop("_id", None)
         raise _existing_duplicate(_identity_keys(vault, command)) from None
-    announce_registered(publish, record)
+    stage.flush()  # committed: published before the caller hears the id
     return str(record["_id"])
 
 

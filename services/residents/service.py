@@ -19,6 +19,7 @@ from services.common.caller import Caller
 from services.common.ingest_entrypoints import IngestDoor, ingest_handler, unrouted_gate
 from services.common.messaging import MessageDispatcher
 from services.common.mongo import MongoDatabase
+from services.common.outbox import Outbox
 from services.common.web import ApiError, NotFound, ValidationFailed, api, load, read_json
 from services.residents import imports, ingest, registry, reminders
 from services.residents.documents import ALL_DOCUMENTS, ImportJob
@@ -39,6 +40,7 @@ class ResidentsService(ServiceBase):
     db = MongoDatabase("residents", documents=ALL_DOCUMENTS)
     vault = ResidentsVault()
     publish = MessageDispatcher()
+    outbox = Outbox("residents")
     myself = RpcProxy("residents")
     caller = Caller()
     config = Config()
@@ -50,7 +52,7 @@ class ResidentsService(ServiceBase):
     def register_over_http(self, request):
         command = load(RegisterResident(), read_json(request), "the resident")
         request.principal.require_community(command["community_id"])
-        return 201, {"id": registry.register(self.vault, self.publish, command)}
+        return 201, {"id": registry.register(self.vault, self.outbox, command)}
 
     @api("GET", "/residents", scope="residents:read")
     def search_over_http(self, request):
@@ -143,7 +145,7 @@ class ResidentsService(ServiceBase):
 
     @rpc
     def register(self, resident: dict) -> str:
-        return registry.register(self.vault, self.publish, RegisterResident().load(resident))
+        return registry.register(self.vault, self.outbox, RegisterResident().load(resident))
 
     @rpc
     def get(self, resident_id: str) -> dict:
