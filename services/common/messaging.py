@@ -362,30 +362,35 @@ class MultiSourceMessageHandler(MessageHandler):
     def expected_types(self) -> set[str]:
         return {message_type.name for _, message_type in self.sources}
 
+    def routes(self) -> list[tuple[str, str]]:
+        """(source service, routing key) pairs the queue is bound to."""
+        return [(source, message_type.name) for source, message_type in self.sources]
+
     def setup(self):
         config = self.container.config
         self.queue = Queue(
             f"linli-{self.container.service_name}.{self.method_name}",
-            bindings=[
-                binding(get_event_exchange(source, config), routing_key=message_type.name)
-                for source, message_type in self.sources
-            ],
+            bindings=[binding(get_event_exchange(source, config), routing_key=key) for source, key in self.routes()],
             durable=True,
         )
         Consumer.setup(self)  # EventHandler.setup would build a queue of one binding
         self._setup_batching_and_dead_letter()
 
 
-def multi_source_message_handler(sources, *, batch: bool = False, max_batch: int = 200,
-                                 max_wait_s: float = 0.02, **kwargs):
-    """Like ``message_handler``, for ``sources``: ``[(source_service, message_type), ...]`` on one queue."""
-
+def _handler_decorator(handler_cls, what, *, batch: bool, max_batch: int, max_wait_s: float, **kwargs):
     def decorate(method):
-        return MultiSourceMessageHandler.decorator(
-            sources, max_batch=max_batch if batch else 1, max_wait_s=max_wait_s, **kwargs
+        return handler_cls.decorator(
+            what, max_batch=max_batch if batch else 1, max_wait_s=max_wait_s, **kwargs
         )(_handled_exactly_once(method, batch))
 
     return decorate
+
+
+def multi_source_message_handler(sources, *, batch: bool = False, max_batch: int = 200,
+                                 max_wait_s: float = 0.02, **kwargs):
+    """Like ``message_handler``, for ``sources``: ``[(source_service, message_type), ...]`` on one queue."""
+    return _handler_decorator(MultiSourceMessageHandler, sources, batch=batch, max_batch=max_batch,
+                              max_wait_s=max_wait_s, **kwargs)
 
 
 class EveryMessageHandler(MultiSourceMessageHandler):
@@ -413,15 +418,8 @@ class EveryMessageHandler(MultiSourceMessageHandler):
         object.__setattr__(envelope, "received", body)
         return envelope
 
-    def setup(self):
-        config = self.container.config
-        self.queue = Queue(
-            f"linli-{self.container.service_name}.{self.method_name}",
-            bindings=[binding(get_event_exchange(source, config), routing_key="#") for source in self.source_services],
-            durable=True,
-        )
-        Consumer.setup(self)
-        self._setup_batching_and_dead_letter()
+    def routes(self) -> list[tuple[str, str]]:
+        return [(source, "#") for source in self.source_services]
 
 
 _ANY_TYPE = MessageType("*", 1, None, "any message type", {})
@@ -430,10 +428,5 @@ _ANY_TYPE = MessageType("*", 1, None, "any message type", {})
 def every_message_handler(source_services, *, batch: bool = False, max_batch: int = 200,
                           max_wait_s: float = 0.02, **kwargs):
     """Like ``message_handler``, for every message ``source_services`` publish (see ``EveryMessageHandler``)."""
-
-    def decorate(method):
-        return EveryMessageHandler.decorator(
-            source_services, max_batch=max_batch if batch else 1, max_wait_s=max_wait_s, **kwargs
-        )(_handled_exactly_once(method, batch))
-
-    return decorate
+    return _handler_decorator(EveryMessageHandler, source_services, batch=batch, max_batch=max_batch,
+                              max_wait_s=max_wait_s, **kwargs)
