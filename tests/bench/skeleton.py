@@ -14,7 +14,8 @@ Both are measured in this run, on this broker (a vhost of their own):
   community and open to all, so they are announced to that community's
   residents, not to the 50,000, and the fan-out does not load this measurement);
 - announcement: an event scheduled in a community of 10,000 residents (all
-  opted in), until every one of them has it in their inbox;
+  opted in; their resident.registered put straight on the notifications
+  queue first), until every one of them has it in their inbox;
 - reports: 100,000 resident.registered messages put on the reports queue,
   then GET /communities/<id>/summary latency (p50/p99) against /health on the
   same service, and the time to rebuild every projection from the history.
@@ -184,12 +185,36 @@ def form_import(urls: dict, headers: dict, rows: int) -> tuple[float, float, str
     return rows / elapsed, rows / (imported_in or elapsed), community
 
 
-def announcement(urls: dict, headers: dict, residents: int) -> float:
+def _publish_registrations(amqp_uri: str, queue: str, community: str, count: int) -> None:
+    """``count`` resident.registered envelopes straight onto one consumer's queue (publisher
+    confirms): the measurement is of that consumer, not of the residents service."""
+    import json
+
+    from contracts import build_envelope
+
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    properties = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+    for n in range(count):
+        body = build_envelope("resident.registered", {
+            "resident_id": f"{community}-{n}", "community_id": community,
+            "residence_type": "foreign" if n % 3 == 0 else "registered",
+            "nationality": ("FR", "US", "KR", "JP", "DE")[n % 5] if n % 3 == 0 else "CN",
+            "preferred_language": ("zh-CN", "en", "fr")[n % 3], "birth_year": 1940 + n % 70,
+            "tags": ["volunteer"] if n % 7 == 0 else []}, source="linli/bench").to_wire()
+        channel.basic_publish("", queue, json.dumps(body).encode(), properties)
+    connection.close()
+
+
+def announcement(urls: dict, headers: dict, amqp_uri: str, residents: int) -> float:
     """Notifications per second from scheduling an event in a community of ``residents``
     until each has it in the inbox (counted in the notifications database)."""
     import pymongo
 
-    _, _, community = form_import(urls, headers, residents)
+    community = f"bench-hall-{uuid.uuid4().hex[:6]}"
+    _publish_registrations(amqp_uri, "evt-residents-resident.registered--notifications.on_resident_registered",
+                           community, residents)
     client = pymongo.MongoClient(f"mongodb://127.0.0.1:{os.environ['LINLI_MONGO_PORT']}/?replicaSet=secantus")
     database = client[os.environ.get("LINLI_DB_PREFIX", "linli_") + "notifications"]
     while database.audience.count_documents({"community_id": community}) < residents:
@@ -212,27 +237,11 @@ def announcement(urls: dict, headers: dict, residents: int) -> float:
 
 def reports_at_scale(urls: dict, headers: dict, amqp_uri: str, residents: int, reads: int = 300) -> dict:
     """Summary and /health latency at ``residents`` residents, and the rebuild time."""
-    import json
     import statistics
 
-    from contracts import build_envelope
-
     community = f"bench-city-{uuid.uuid4().hex[:6]}"
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_uri))
-    channel = connection.channel()
-    channel.confirm_delivery()
-    properties = pika.BasicProperties(delivery_mode=2, content_type="application/json")
-    for n in range(residents):
-        body = build_envelope("resident.registered", {
-            "resident_id": f"{community}-{n}", "community_id": community,
-            "residence_type": "foreign" if n % 3 == 0 else "registered",
-            "nationality": ("FR", "US", "KR", "JP", "DE")[n % 5] if n % 3 == 0 else "CN",
-            "preferred_language": "zh-CN", "birth_year": 1940 + n % 70, "tags": ["volunteer"] if n % 7 == 0 else []},
-            source="linli/bench").to_wire()
-        # Straight onto the reports queue: this measures reports, not the other consumers.
-        channel.basic_publish("", "linli-reports.on_message", json.dumps(body).encode(), properties)
-    connection.close()
-    started = time.perf_counter()
+    started = time.perf_counter()  # reports consumes while they are being published
+    _publish_registrations(amqp_uri, "linli-reports.on_message", community, residents)
     while counted(urls, headers, community) < residents:
         time.sleep(1)
     projected_in = time.perf_counter() - started
@@ -300,7 +309,7 @@ def main() -> None:
                   f"{rate:9.1f} registrations/s   p99 {p99 * 1000:.0f} ms   "
                   f"({outcomes['confirmed']} confirmed, {outcomes['waitlisted']} waitlisted)")
             print(f"ratio     registrations / baseline = {rate / base_rate:.4f}")
-            rate = announcement(urls, headers, args.audience)
+            rate = announcement(urls, headers, amqp_uri, args.audience)
             print(f"announce  event scheduled -> in every inbox      {args.audience:>6} residents "
                   f"{rate:7.1f} notifications/s")
             print(f"ratio     announcement / baseline = {rate / base_rate:.4f}")
