@@ -63,7 +63,8 @@ def consumed(service_cls) -> list[tuple[str, MessageType | None, str]]:
     """(source service, message type or None for "every type", queue) of each message handler;
     the source of what arrives through the ingest door is ``outside``."""
     from services.common.ingest_entrypoints import IngestConsumer
-    from services.common.messaging import EveryMessageHandler, MessageHandler, MultiSourceMessageHandler
+    from services.common.messaging import MessageHandler
+    from services.common.multi_source import EveryMessageHandler, MultiSourceMessageHandler
 
     found = []
     for name, method in inspect.getmembers(service_cls, inspect.isfunction):

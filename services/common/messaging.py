@@ -11,8 +11,8 @@ runs the method exactly once per envelope ``id`` (the effect and the
 parks any message whose handling fails in a dead-letter queue with the error,
 where nameko would have acked it away.
 
-``multi_source_message_handler([(source_service, message_type), ...])`` does the
-same for one queue bound to several services' exchanges and several types.
+``services.common.multi_source`` has the handlers whose one queue is bound to several
+services' exchanges (several types, or every type).
 """
 from __future__ import annotations
 
@@ -25,13 +25,12 @@ from datetime import datetime, timezone
 from functools import partial
 
 import eventlet
-from kombu import Connection, Exchange, Queue, binding
+from kombu import Connection, Exchange, Queue
 from nameko.amqp.publish import Publisher
 from nameko.exceptions import ContainerBeingKilled
-from nameko.events import EventDispatcher, EventHandler, get_event_exchange
-from nameko.messaging import Consumer
+from nameko.events import EventDispatcher, EventHandler
 
-from contracts import ContractError, MessageType, build_envelope, parse_envelope, parse_envelope_or_unknown
+from contracts import ContractError, MessageType, build_envelope, parse_envelope
 from services.common.metrics import MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED, MESSAGES_PUBLISHED, MESSAGES_RETRIED
 from services.common.mongo import Database
 
@@ -340,93 +339,3 @@ def message_handler(source_service: str, message_type: MessageType, *, batch: bo
         )(_handled_exactly_once(method, batch))
 
     return decorate
-
-
-class MultiSourceMessageHandler(MessageHandler):
-    """Consumes several message types, from several services' exchanges, on one queue.
-
-    nameko's ``EventHandler`` binds a queue to one exchange and routing key;
-    this one binds its queue, ``linli-<service>.<method>``, once per
-    ``(source_service, message_type)`` pair, and otherwise behaves as
-    ``MessageHandler`` (contract check, batching, dead-letter queue).
-    """
-
-    def __init__(self, sources, **kwargs):
-        self.sources = tuple(sources)
-        if not self.sources:
-            raise ValueError("MultiSourceMessageHandler needs at least one (source_service, message_type)")
-        first_source, first_type = self.sources[0]
-        super().__init__(first_source, first_type, **kwargs)
-
-    @property
-    def expected_types(self) -> set[str]:
-        return {message_type.name for _, message_type in self.sources}
-
-    def routes(self) -> list[tuple[str, str]]:
-        """(source service, routing key) pairs the queue is bound to."""
-        return [(source, message_type.name) for source, message_type in self.sources]
-
-    def setup(self):
-        config = self.container.config
-        self.queue = Queue(
-            f"linli-{self.container.service_name}.{self.method_name}",
-            bindings=[binding(get_event_exchange(source, config), routing_key=key) for source, key in self.routes()],
-            durable=True,
-        )
-        Consumer.setup(self)  # EventHandler.setup would build a queue of one binding
-        self._setup_batching_and_dead_letter()
-
-
-def _handler_decorator(handler_cls, what, *, batch: bool, max_batch: int, max_wait_s: float, **kwargs):
-    def decorate(method):
-        return handler_cls.decorator(
-            what, max_batch=max_batch if batch else 1, max_wait_s=max_wait_s, **kwargs
-        )(_handled_exactly_once(method, batch))
-
-    return decorate
-
-
-def multi_source_message_handler(sources, *, batch: bool = False, max_batch: int = 200,
-                                 max_wait_s: float = 0.02, **kwargs):
-    """Like ``message_handler``, for ``sources``: ``[(source_service, message_type), ...]`` on one queue."""
-    return _handler_decorator(MultiSourceMessageHandler, sources, batch=batch, max_batch=max_batch,
-                              max_wait_s=max_wait_s, **kwargs)
-
-
-class EveryMessageHandler(MultiSourceMessageHandler):
-    """Every message published by ``source_services``, whatever its type, on one queue.
-
-    A type or version this build does not know still reaches the method, as
-    an ``UnknownEnvelope`` (``envelope.known`` is False) with its data
-    unchecked; a known type whose data breaks its contract is dead-lettered.
-    For a consumer that must keep everything, such as a history.
-    """
-
-    def __init__(self, source_services, **kwargs):
-        self.source_services = tuple(source_services)
-        MessageHandler.__init__(self, self.source_services[0], _ANY_TYPE, **kwargs)
-        self.sources = ()
-
-    @property
-    def expected_types(self):
-        return None
-
-    def parse(self, body):
-        envelope = parse_envelope_or_unknown(body)[0]
-        # The body as it arrived, fields this build does not know included, for a
-        # consumer that keeps messages (``envelope.received``).
-        object.__setattr__(envelope, "received", body)
-        return envelope
-
-    def routes(self) -> list[tuple[str, str]]:
-        return [(source, "#") for source in self.source_services]
-
-
-_ANY_TYPE = MessageType("*", 1, None, "any message type", {})
-
-
-def every_message_handler(source_services, *, batch: bool = False, max_batch: int = 200,
-                          max_wait_s: float = 0.02, **kwargs):
-    """Like ``message_handler``, for every message ``source_services`` publish (see ``EveryMessageHandler``)."""
-    return _handler_decorator(EveryMessageHandler, source_services, batch=batch, max_batch=max_batch,
-                              max_wait_s=max_wait_s, **kwargs)

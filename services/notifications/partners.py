@@ -16,7 +16,7 @@ from nameko.rpc import RpcProxy, rpc
 from pymongo.errors import DuplicateKeyError
 
 from services.common.auth import Forbidden, principal_from_header
-from services.common.messaging import multi_source_message_handler
+from services.common.multi_source import multi_source_message_handler
 from services.common.timers import configured_timer
 from services.common.web import ApiError, Conflict, NotFound, api, load, read_json
 from services.notifications import feed_delivery, feed_store, feeds, webhooks

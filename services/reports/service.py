@@ -11,7 +11,8 @@ from nameko.timer import timer
 
 from contracts import COMMUNITY_ASSESSED
 from services.common.base import ServiceBase
-from services.common.messaging import MessageDispatcher, every_message_handler, fact_id
+from services.common.messaging import MessageDispatcher, fact_id
+from services.common.multi_source import every_message_handler
 from services.common.mongo import MongoDatabase
 from services.common.web import api
 from services.reports import export_api, figures, history, scorecard

@@ -5,7 +5,7 @@ and database; email goes to a real SMTP server (aiosmtpd), SMS to an HTTP
 gateway on loopback.
 """
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
