@@ -97,13 +97,13 @@ def rebuild(db, client, page_size: int = 500, grace_s: float = 2.0) -> dict:
     time.sleep(grace_s)
     for name in PROJECTIONS:
         db[name].delete_many({})
-    applied, last_id = 0, ""
-    while True:  # the whole history, in id order
-        page = list(db[HISTORY].find({"_id": {"$gt": last_id}}).sort("_id", 1).limit(page_size))
-        if not page:
-            break
+    # The ids once, then each page by id: a sorted range query per page would read the
+    # history again for every page. What arrives after this list is taken below.
+    ids = [doc["_id"] for doc in db[HISTORY].find({}, {"_id": 1})]
+    applied = 0
+    for start in range(0, len(ids), page_size):
+        page = list(db[HISTORY].find({"_id": {"$in": ids[start:start + page_size]}}))
         applied += _apply_page(db, client, page, generation)
-        last_id = page[-1]["_id"]
 
     def finish(session):
         late = list(db[HISTORY].find({"generation": {"$ne": generation}}, session=session).limit(page_size))
