@@ -1,4 +1,7 @@
-"""Event use cases: create (one or a weekly series), change, schedule, cancel, complete."""
+"""Event use cases: create (one or a weekly series), change, schedule, cancel, complete.
+
+Those that announce something run in the caller's transaction (``session``), their messages
+staged in the outbox beside the change (``publish``)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -8,6 +11,7 @@ from bson import ObjectId
 
 from contracts import EVENT_CANCELLED, EVENT_CHANGED, EVENT_COMPLETED, EVENT_SCHEDULED
 from services.common.messaging import fact_id
+from services.common.outbox import save_changes
 from services.common.web import NotFound
 from services.events import domain
 from services.events.documents import Event, Registration
@@ -15,11 +19,13 @@ from services.events.documents import Event, Registration
 ANNOUNCED_CHANGES = ("starts_at", "ends_at", "venue", "capacity", "registration_closes_at")
 
 
-def find(event_id: str) -> Event:
-    event = Event.objects(id=event_id).first() if ObjectId.is_valid(event_id) else None
-    if event is None:
+def find(event_id: str, session=None) -> Event:
+    """The event; in ``session``'s transaction as that transaction sees it."""
+    found = Event._get_collection().find_one({"_id": ObjectId(event_id)}, session=session) \
+        if ObjectId.is_valid(event_id) else None
+    if found is None:
         raise NotFound(f"no event with id {event_id}")
-    return event
+    return Event._from_son(found)
 
 
 def create(command: dict) -> list[str]:
@@ -77,18 +83,18 @@ def require_venue_free(event: Event, venue: str, starts_at: datetime, ends_at: d
         raise domain.RuleBroken("venue_taken", f"{venue} is taken by event {clash.id} at overlapping times")
 
 
-def schedule(publish, event: Event) -> None:
+def schedule(publish, session, event: Event) -> None:
     domain.require_transition(event.status, "scheduled")
     if aware(event.starts_at) <= datetime.now(timezone.utc):
         raise domain.RuleBroken("event_in_the_past", "an event that has started cannot be scheduled")
     require_venue_free(event, event.venue, event.starts_at, event.ends_at)
     event.status = "scheduled"
-    event.save()
+    save_changes(event, session)
     publish(EVENT_SCHEDULED, facts(event), subject=str(event.id), community=event.community_id,
             message_id=fact_id("event.scheduled", event.id))
 
 
-def change(publish, event: Event, changes: dict) -> list[str]:
+def change(publish, session, event: Event, changes: dict) -> list[str]:
     if event.status not in ("draft", "scheduled"):
         raise domain.RuleBroken("event_closed", f"a {event.status} event cannot be changed")
     current = as_dict(event)
@@ -104,12 +110,14 @@ def change(publish, event: Event, changes: dict) -> list[str]:
         if changed["capacity"] < held:
             raise domain.RuleBroken("capacity_below_registrations",
                                     f"{held} places are taken; the capacity cannot go below that")
-        Event.objects(id=event.id).update_one(inc__places_left=changed["capacity"] - event.capacity)
+        Event._get_collection().update_one({"_id": event.id},
+                                           {"$inc": {"places_left": changed["capacity"] - event.capacity}},
+                                           session=session)
     for name, value in changed.items():
         setattr(event, name, value)
     event.updated_at = datetime.now(timezone.utc)
-    event.save()
-    event.reload()
+    save_changes(event, session)
+    event = find(str(event.id), session)
     announced = sorted(set(changed) & set(ANNOUNCED_CHANGES))
     if event.status == "scheduled" and announced:
         publish(EVENT_CHANGED, {**facts(event), "changed_fields": announced}, subject=str(event.id),
@@ -117,24 +125,27 @@ def change(publish, event: Event, changes: dict) -> list[str]:
     return sorted(changed)
 
 
-def cancel(publish, cancel_registration, event: Event) -> None:
+def cancel(publish, session, cancel_registration, event: Event) -> None:
+    """``cancel_registration(publish, session, registration, reason)`` ends each registration, in this transaction."""
     domain.require_transition(event.status, "cancelled")
     was_scheduled = event.status == "scheduled"
     event.status = "cancelled"
-    event.save()
-    for registration in Registration.objects(event_id=str(event.id), status__in=("confirmed", "waitlisted", "offered")):
-        cancel_registration(registration, "event_cancelled")
+    save_changes(event, session)
+    active = Registration._get_collection().find(
+        {"event_id": str(event.id), "status": {"$in": ["confirmed", "waitlisted", "offered"]}}, session=session)
+    for registration in [Registration._from_son(found) for found in active]:
+        cancel_registration(publish, session, registration, "event_cancelled")
     if was_scheduled:
         publish(EVENT_CANCELLED, {k: facts(event)[k] for k in ("event_id", "community_id", "category", "starts_at")},
                 subject=str(event.id), community=event.community_id, message_id=fact_id("event.cancelled", event.id))
 
 
-def complete(publish, event: Event) -> None:
+def complete(publish, session, event: Event) -> None:
     domain.require_transition(event.status, "completed")
     if aware(event.starts_at) > datetime.now(timezone.utc):
         raise domain.RuleBroken("event_not_started", "an event is completed once it has started")
     event.status = "completed"
-    event.save()
+    save_changes(event, session)
     registrations = Registration.objects(event_id=str(event.id))
     publish(
         EVENT_COMPLETED,

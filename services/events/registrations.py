@@ -1,11 +1,14 @@
-"""Registration use cases: register (or waitlist), cancel and promote, confirm, check in, rate."""
+"""Registration use cases: register (or waitlist), cancel and promote, confirm, check in, rate.
+
+Each runs in the caller's transaction (``session``, from the outbox's ``transaction``): its
+writes use ``session=session`` and what it ``publish``es is staged in the outbox beside them.
+"""
 from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta, timezone
 
 from bson import ObjectId
-from mongoengine import NotUniqueError
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
@@ -18,6 +21,7 @@ from contracts import (
     REGISTRATION_WAITLISTED,
 )
 from services.common.messaging import fact_id
+from services.common.outbox import insert_document
 from services.common.web import NotFound
 from services.events import domain
 from services.events.calendar import aware
@@ -44,123 +48,140 @@ def _event_dict(event: Event) -> dict:
             "community_id": event.community_id}
 
 
-def _take_place(event_id) -> bool:
+def _take_place(event_id, session) -> bool:
     """Atomically take one place if one is left: the race for the last place has one winner."""
     taken = Event._get_collection().update_one({"_id": event_id, "places_left": {"$gt": 0}},
-                                                {"$inc": {"places_left": -1}})
+                                                {"$inc": {"places_left": -1}}, session=session)
     return taken.modified_count == 1
 
 
-def _give_place_back(event_id) -> None:
-    Event._get_collection().update_one({"_id": event_id}, {"$inc": {"places_left": 1}})
+def _give_place_back(event_id, session) -> None:
+    Event._get_collection().update_one({"_id": event_id}, {"$inc": {"places_left": 1}}, session=session)
 
 
-def register(publish, event: Event, resident: dict) -> Registration:
-    """A place if one is left, else a place on the waitlist. ``resident`` is the residents service's view."""
+def _find(query: dict, session) -> Registration | None:
+    """A registration as this transaction sees it (its own writes included)."""
+    found = Registration._get_collection().find_one(query, session=session)
+    return Registration._from_son(found) if found else None
+
+
+def _set(registration_id, query: dict, changes: dict, session) -> bool:
+    updated = Registration._get_collection().update_one({"_id": registration_id, **query}, {"$set": changes},
+                                                        session=session)
+    return updated.modified_count == 1
+
+
+def register(publish, session, event: Event, resident: dict) -> Registration:
+    """A place if one is left, else a place on the waitlist. ``resident`` is the residents service's view.
+    In the caller's transaction (``session``): a refusal gives a place taken back by the abort."""
     domain.require_registration_open(_event_dict(event), _now())
     domain.require_in_audience(_event_dict(event), resident)
-    existing = Registration.objects(event_id=str(event.id), resident_id=resident["id"]).first()
+    existing = _find({"event_id": str(event.id), "resident_id": resident["id"]}, session)
     if existing and existing.status in ACTIVE:
         raise domain.RuleBroken("already_registered",
                                 f"this resident is already {existing.status} for this event")
-    if _take_place(event.id):
+    if _take_place(event.id, session):
         status, seq = "confirmed", None
     else:
         seq = Event._get_collection().find_one_and_update(
-            {"_id": event.id}, {"$inc": {"waitlist_seq": 1}}, return_document=ReturnDocument.AFTER)["waitlist_seq"]
+            {"_id": event.id}, {"$inc": {"waitlist_seq": 1}}, return_document=ReturnDocument.AFTER,
+            session=session)["waitlist_seq"]
         status = "waitlisted"
     fields = {"event_id": str(event.id), "resident_id": resident["id"], "community_id": resident["community_id"],
               "status": status, "waitlist_seq": seq, "confirm_by": None, "attended_at": None,
               "code": secrets.token_urlsafe(9), "updated_at": _now()}
     try:
         if existing:  # a cancelled registration comes back to life, only if still cancelled
-            claimed = Registration.objects(id=existing.id, status__nin=ACTIVE).update_one(**{f"set__{k}": v for k, v in fields.items()})
-            if not claimed:
+            if not _set(existing.id, {"status": {"$nin": list(ACTIVE)}}, fields, session):
                 raise DuplicateKeyError("registered concurrently")
-            registration = Registration.objects(id=existing.id).first()
+            registration_id = existing.id
         else:
-            registration = Registration(**fields).save(force_insert=True)
+            registration_id = insert_document(Registration(**fields), session)["_id"]
     except DuplicateKeyError:
-        if status == "confirmed":
-            _give_place_back(event.id)
         raise domain.RuleBroken("already_registered", "this resident is already registered for this event") from None
+    registration = _find({"_id": registration_id}, session)
     if status == "confirmed":
         publish(REGISTRATION_CONFIRMED, _facts(registration), subject=registration.resident_id,
                 community=event.community_id)
     else:
-        publish(REGISTRATION_WAITLISTED, {**_facts(registration), "waitlist_position": waitlist_position(registration)},
+        publish(REGISTRATION_WAITLISTED,
+                {**_facts(registration), "waitlist_position": waitlist_position(registration, session)},
                 subject=registration.resident_id, community=event.community_id)
     return registration
 
 
-def waitlist_position(registration: Registration) -> int | None:
+def waitlist_position(registration: Registration, session=None) -> int | None:
     if registration.status != "waitlisted":
         return None
-    return Registration.objects(event_id=registration.event_id, status="waitlisted",
-                                waitlist_seq__lte=registration.waitlist_seq).count()
+    return Registration._get_collection().count_documents(
+        {"event_id": registration.event_id, "status": "waitlisted", "waitlist_seq": {"$lte": registration.waitlist_seq}},
+        session=session)
 
 
-def cancel(publish, promotion_window: timedelta, registration: Registration, reason: str = "by_resident") -> None:
+def cancel(publish, session, promotion_window: timedelta, registration: Registration,
+           reason: str = "by_resident") -> None:
     """End a registration; a place it held goes to the first on the waitlist."""
     before = registration.status
     if before not in ACTIVE:
         raise domain.RuleBroken("not_registered", f"this registration is already {before}")
     ended = "expired" if reason == "promotion_expired" else "cancelled"
-    if not Registration.objects(id=registration.id, status=before).update_one(set__status=ended, set__updated_at=_now()):
+    if not _set(registration.id, {"status": before}, {"status": ended, "updated_at": _now()}, session):
         raise domain.RuleBroken("changed_concurrently", "this registration changed meanwhile; read it again")
     publish(REGISTRATION_CANCELLED, {**_facts(registration), "reason": reason}, subject=registration.resident_id,
             community=registration.community_id, message_id=fact_id("registration.ended", registration.id, before))
     if before in ("confirmed", "offered") and reason != "event_cancelled":
-        pass_place_on(publish, promotion_window, ObjectId(registration.event_id))
+        pass_place_on(publish, session, promotion_window, ObjectId(registration.event_id))
 
 
-def pass_place_on(publish, promotion_window: timedelta, event_id: ObjectId) -> None:
+def pass_place_on(publish, session, promotion_window: timedelta, event_id: ObjectId) -> None:
     """Offer a freed place to the first waitlisted resident, or free it."""
     confirm_by = _now() + promotion_window
     offered = Registration._get_collection().find_one_and_update(
         {"event_id": str(event_id), "status": "waitlisted"},
         {"$set": {"status": "offered", "confirm_by": confirm_by, "updated_at": _now()}},
-        sort=[("waitlist_seq", 1)], return_document=ReturnDocument.AFTER,
+        sort=[("waitlist_seq", 1)], return_document=ReturnDocument.AFTER, session=session,
     )
     if offered is None:
-        _give_place_back(event_id)
+        _give_place_back(event_id, session)
         return
     registration = Registration._from_son(offered)
     publish(REGISTRATION_PROMOTED, {**_facts(registration), "confirm_by": confirm_by},
             subject=registration.resident_id, community=registration.community_id)
 
 
-def fill_from_waitlist(publish, promotion_window: timedelta, event_id: ObjectId) -> None:
+def fill_from_waitlist(publish, session, promotion_window: timedelta, event_id: ObjectId) -> None:
     """New places (a larger capacity) go to the waitlist first, not to whoever registers next."""
-    while Registration.objects(event_id=str(event_id), status="waitlisted").first() and _take_place(event_id):
-        pass_place_on(publish, promotion_window, event_id)
+    while (_find({"event_id": str(event_id), "status": "waitlisted"}, session)
+           and _take_place(event_id, session)):
+        pass_place_on(publish, session, promotion_window, event_id)
 
 
-def confirm_offer(publish, registration: Registration) -> None:
+def confirm_offer(publish, session, registration: Registration) -> None:
     if registration.status != "offered":
         raise domain.RuleBroken("no_offer", f"this registration is {registration.status}, not offered a place")
     if aware(registration.confirm_by) < _now():
         raise domain.RuleBroken("offer_expired", "the offer expired; the place has passed on")
-    if not Registration.objects(id=registration.id, status="offered").update_one(set__status="confirmed",
-                                                                               set__updated_at=_now()):
+    if not _set(registration.id, {"status": "offered"}, {"status": "confirmed", "updated_at": _now()}, session):
         raise domain.RuleBroken("changed_concurrently", "this registration changed meanwhile; read it again")
     publish(REGISTRATION_CONFIRMED, _facts(registration), subject=registration.resident_id,
             community=registration.community_id, message_id=fact_id("registration.confirmed", registration.id, "offer"))
 
 
-def expire_offers(publish, promotion_window: timedelta) -> int:
-    """Offers not confirmed in time pass on to the next on the waitlist; returns how many expired."""
+def expire_offers(stage, promotion_window: timedelta) -> int:
+    """Offers not confirmed in time pass on to the next on the waitlist, each in its own transaction
+    (``stage``: the outbox); returns how many expired."""
     expired = 0
     for registration in Registration.objects(status="offered", confirm_by__lt=_now()):
         try:
-            cancel(publish, promotion_window, registration, "promotion_expired")
+            stage.transaction(lambda session, publish: cancel(publish, session, promotion_window, registration,
+                                                              "promotion_expired"))
         except domain.RuleBroken:
             continue  # confirmed or cancelled meanwhile
         expired += 1
     return expired
 
 
-def check_in(publish, event: Event, *, resident: dict | None = None, code: str | None = None) -> Registration:
+def check_in(publish, session, event: Event, *, resident: dict | None = None, code: str | None = None) -> Registration:
     """Record attendance by resident id (a walk-in takes a place if one is left) or by the door code."""
     now = _now()
     if event.status != "scheduled":
@@ -168,49 +189,50 @@ def check_in(publish, event: Event, *, resident: dict | None = None, code: str |
     if not aware(event.starts_at) - CHECKIN_OPENS_BEFORE <= now <= aware(event.ends_at):
         raise domain.RuleBroken("checkin_closed", "check-in is open from two hours before the start to the end")
     if code is not None:
-        registration = Registration.objects(event_id=str(event.id), code=code).first()
+        registration = _find({"event_id": str(event.id), "code": code}, session)
         if registration is None:
             raise NotFound("no registration for this event has that code")
         method = "code"
     else:
-        registration = Registration.objects(event_id=str(event.id), resident_id=resident["id"]).first()
+        registration = _find({"event_id": str(event.id), "resident_id": resident["id"]}, session)
         method = "resident_id"
         if registration is None or registration.status != "confirmed":
-            registration = _walk_in(event, resident, registration)
+            registration = _walk_in(session, event, resident, registration)
             method = "walk_in"
     if registration.status != "confirmed":
         raise domain.RuleBroken("no_place", f"this registration is {registration.status}, not a confirmed place")
     if registration.attended_at is None:
-        Registration.objects(id=registration.id).update_one(set__attended_at=now, set__checkin_method=method)
-        registration.reload()
+        _set(registration.id, {}, {"attended_at": now, "checkin_method": method}, session)
+        registration = _find({"_id": registration.id}, session)
         publish(ATTENDANCE_RECORDED, {**_facts(registration), "method": method}, subject=registration.resident_id,
                 community=registration.community_id, message_id=fact_id("attendance", registration.id))
     return registration
 
 
-def _walk_in(event: Event, resident: dict, registration: Registration | None) -> Registration:
+def _walk_in(session, event: Event, resident: dict, registration: Registration | None) -> Registration:
     domain.require_in_audience(_event_dict(event), resident)
-    if not _take_place(event.id):
+    if not _take_place(event.id, session):
         raise domain.RuleBroken("event_full", "the event is full; no walk-in places are left")
     fields = {"status": "confirmed", "waitlist_seq": None, "confirm_by": None, "updated_at": _now()}
     if registration is not None:
-        Registration.objects(id=registration.id).update_one(**{f"set__{k}": v for k, v in fields.items()})
-        registration.reload()
-        return registration
-    return Registration(event_id=str(event.id), resident_id=resident["id"], community_id=resident["community_id"],
-                        code=secrets.token_urlsafe(9), **fields).save(force_insert=True)
+        _set(registration.id, {}, fields, session)
+        return _find({"_id": registration.id}, session)
+    stored = insert_document(Registration(event_id=str(event.id), resident_id=resident["id"],
+                                          community_id=resident["community_id"], code=secrets.token_urlsafe(9),
+                                          **fields), session)
+    return _find({"_id": stored["_id"]}, session)
 
 
-def rate(publish, event: Event, resident_id: str, rating: int, comment: str | None) -> None:
+def rate(publish, session, event: Event, resident_id: str, rating: int, comment: str | None) -> None:
     if event.status != "completed" and aware(event.ends_at) > _now():
         raise domain.RuleBroken("event_not_over", "feedback opens when the event is over")
-    registration = Registration.objects(event_id=str(event.id), resident_id=resident_id).first()
+    registration = _find({"event_id": str(event.id), "resident_id": resident_id}, session)
     if registration is None or registration.attended_at is None:
         raise domain.RuleBroken("not_an_attendee", "only residents who attended can rate the event", 403)
     try:
-        Feedback(id=f"{event.id}:{resident_id}", event_id=str(event.id), resident_id=resident_id, rating=rating,
-                 comment=comment).save(force_insert=True)
-    except NotUniqueError:
+        insert_document(Feedback(id=f"{event.id}:{resident_id}", event_id=str(event.id), resident_id=resident_id,
+                                 rating=rating, comment=comment), session)
+    except DuplicateKeyError:
         raise domain.RuleBroken("already_rated", "this attendee has rated the event already") from None
     publish(FEEDBACK_SUBMITTED, {"event_id": str(event.id), "resident_id": resident_id,
                                  "community_id": registration.community_id, "category": event.category,

@@ -19,8 +19,8 @@ from werkzeug.wrappers import Response
 from contracts import EVENT_PROPOSED
 from services.common.base import ServiceBase
 from services.common.ingest_entrypoints import ingest_handler
-from services.common.messaging import MessageDispatcher
 from services.common.mongo import MongoDatabase
+from services.common.outbox import Outbox
 from services.common.web import ApiError, NotFound, ValidationFailed, api, load, read_json
 from services.events import calendar, domain, ingest, registrations
 from services.events.documents import ALL_DOCUMENTS, Registration
@@ -71,13 +71,13 @@ class EventsService(ServiceBase):
     name = "events"
 
     db = MongoDatabase("events", documents=ALL_DOCUMENTS)
-    publish = MessageDispatcher()
+    outbox = Outbox("events")
     residents = RpcProxy("residents")
     config = Config()
 
     # -- events ---------------------------------------------------------------
 
-    @api("POST", "/events", scope="events:write")
+    @api("POST", "/events", scope="events:write", request_schema=domain.CreateEvent)
     def create_over_http(self, request):
         command = load(domain.CreateEvent(), read_json(request), "the event")
         request.principal.require_community(command["community_id"])
@@ -98,50 +98,50 @@ class EventsService(ServiceBase):
         events = calendar.Event.objects(community_id=community_id).order_by("starts_at").limit(500)
         return {"items": [calendar.view(e, request.args.get("lang", "zh-CN")) for e in events]}
 
-    @api("PATCH", "/events/<event_id>", scope="events:write")
+    @api("PATCH", "/events/<event_id>", scope="events:write",
+         request_schema=domain.ChangeEvent)
     def change_over_http(self, request, event_id):
         changes = load(domain.ChangeEvent(), read_json(request), "the change")
         event = self._visible(request, event_id)
-        changed = _rules(lambda: calendar.change(self.publish, event, changes))
-        if "capacity" in changed:
-            registrations.fill_from_waitlist(self.publish, self._promotion_window(), event.id)
+        changed = _rules(lambda: self._stored(
+            lambda publish, session: self._change(publish, session, event.id, changes)))
         return {"id": event_id, "changed_fields": changed}
 
     @api("POST", "/events/<event_id>/<action>", scope="events:write")
     def lifecycle_over_http(self, request, event_id, action):
-        event = self._visible(request, event_id)
-        actions = {
-            "schedule": lambda: calendar.schedule(self.publish, event),
-            "cancel": lambda: calendar.cancel(self.publish, self._end_registration, event),
-            "complete": lambda: calendar.complete(self.publish, event),
-        }
+        self._visible(request, event_id)
+        actions = {"schedule": self.schedule, "cancel": self.cancel, "complete": self.complete}
         if action not in actions:
             raise NotFound(f"no action {action!r}; try schedule, cancel or complete")
-        _rules(actions[action])
-        return {"id": event_id, "status": event.status}
+        _rules(lambda: actions[action](event_id))
+        return {"id": event_id, "status": calendar.find(event_id).status}
 
     # -- registrations --------------------------------------------------------
 
-    @api("POST", "/events/<event_id>/registrations", scope="events:write")
+    @api("POST", "/events/<event_id>/registrations", scope="events:write",
+         request_schema=RegistrationRequest)
     def register_over_http(self, request, event_id):
         body = load(RegistrationRequest(), read_json(request), "the registration")
         event = self._visible(request, event_id)
         resident = self._resident(body["resident_id"])
-        registration = _rules(lambda: registrations.register(self.publish, event, resident))
+        registration = _rules(lambda: self._stored(
+            lambda publish, session: registrations.register(publish, session, event, resident)))
         return 201, registrations.view(registration)
 
     @api("DELETE", "/events/<event_id>/registrations/<resident_id>", scope="events:write")
     def cancel_over_http(self, request, event_id, resident_id):
         self._visible(request, event_id)
         registration = self._registration(event_id, resident_id)
-        _rules(lambda: self._end_registration(registration, "by_resident"))
+        _rules(lambda: self._stored(
+            lambda publish, session: self._end_registration(publish, session, registration, "by_resident")))
         return {"id": str(registration.id), "status": "cancelled"}
 
     @api("POST", "/events/<event_id>/registrations/<resident_id>/confirm", scope="events:write")
     def confirm_over_http(self, request, event_id, resident_id):
         self._visible(request, event_id)
         registration = self._registration(event_id, resident_id)
-        _rules(lambda: registrations.confirm_offer(self.publish, registration))
+        _rules(lambda: self._stored(
+            lambda publish, session: registrations.confirm_offer(publish, session, registration)))
         return {"id": str(registration.id), "status": "confirmed"}
 
     @api("GET", "/events/<event_id>/registrations/<resident_id>", scope="events:read")
@@ -155,7 +155,8 @@ class EventsService(ServiceBase):
         registration = self._registration(event_id, resident_id)
         return Response(checkin_qr_png(event_id, registration.code), mimetype="image/png")
 
-    @api("POST", "/events/<event_id>/check-ins", scope="events:write")
+    @api("POST", "/events/<event_id>/check-ins", scope="events:write",
+         request_schema=CheckIn)
     def check_in_over_http(self, request, event_id):
         body = load(CheckIn(), read_json(request), "the check-in")
         if ("resident_id" in body) == ("code" in body):
@@ -163,15 +164,17 @@ class EventsService(ServiceBase):
                                    {"fields": {"resident_id": ["give this or code"]}})
         event = self._visible(request, event_id)
         resident = self._resident(body["resident_id"]) if "resident_id" in body else None
-        registration = _rules(lambda: registrations.check_in(self.publish, event, resident=resident,
-                                                             code=body.get("code")))
+        registration = _rules(lambda: self._stored(lambda publish, session: registrations.check_in(
+            publish, session, event, resident=resident, code=body.get("code"))))
         return registrations.view(registration)
 
-    @api("POST", "/events/<event_id>/feedback", scope="events:write")
+    @api("POST", "/events/<event_id>/feedback", scope="events:write",
+         request_schema=Rating)
     def rate_over_http(self, request, event_id):
         body = load(Rating(), read_json(request), "the feedback")
         event = self._visible(request, event_id)
-        _rules(lambda: registrations.rate(self.publish, event, body["resident_id"], body["rating"], body["comment"]))
+        _rules(lambda: self._stored(lambda publish, session: registrations.rate(
+            publish, session, event, body["resident_id"], body["rating"], body["comment"])))
         return 201, registrations.feedback_summary(event)
 
     # -- the ingest door, for internal systems of the city --------------------
@@ -184,7 +187,8 @@ class EventsService(ServiceBase):
 
     @rpc
     def register(self, event_id: str, resident_id: str) -> dict:
-        registration = registrations.register(self.publish, calendar.find(event_id), self._resident(resident_id))
+        event, resident = calendar.find(event_id), self._resident(resident_id)
+        registration = self._stored(lambda publish, session: registrations.register(publish, session, event, resident))
         return registrations.view(registration)
 
     @rpc
@@ -197,48 +201,62 @@ class EventsService(ServiceBase):
 
     @rpc
     def schedule(self, event_id: str) -> None:
-        calendar.schedule(self.publish, calendar.find(event_id))
+        self._stored(lambda publish, session: calendar.schedule(publish, session, calendar.find(event_id, session)))
 
     @rpc
     def cancel(self, event_id: str) -> None:
-        calendar.cancel(self.publish, self._end_registration, calendar.find(event_id))
+        self._stored(lambda publish, session: calendar.cancel(publish, session, self._end_registration,
+                                                              calendar.find(event_id, session)))
 
     @rpc
     def complete(self, event_id: str) -> None:
-        calendar.complete(self.publish, calendar.find(event_id))
+        self._stored(lambda publish, session: calendar.complete(publish, session, calendar.find(event_id, session)))
 
     @rpc
     def cancel_registration(self, event_id: str, resident_id: str) -> None:
-        self._end_registration(self._registration(event_id, resident_id), "by_resident")
+        registration = self._registration(event_id, resident_id)
+        self._stored(lambda publish, session: self._end_registration(publish, session, registration, "by_resident"))
 
     @rpc
     def check_in(self, event_id: str, resident_id: str | None = None, code: str | None = None) -> dict:
         resident = self._resident(resident_id) if resident_id else None
-        return registrations.view(registrations.check_in(self.publish, calendar.find(event_id), resident=resident,
-                                                         code=code))
+        event = calendar.find(event_id)
+        return registrations.view(self._stored(lambda publish, session: registrations.check_in(
+            publish, session, event, resident=resident, code=code)))
 
     @rpc
     def rate(self, event_id: str, resident_id: str, rating: int, comment: str | None = None) -> dict:
         body = Rating().load({"resident_id": resident_id, "rating": rating, "comment": comment})
         event = calendar.find(event_id)
-        registrations.rate(self.publish, event, body["resident_id"], body["rating"], body["comment"])
+        self._stored(lambda publish, session: registrations.rate(publish, session, event, body["resident_id"],
+                                                                 body["rating"], body["comment"]))
         return registrations.feedback_summary(event)
 
     @rpc
     def expire_offers(self) -> int:
-        return registrations.expire_offers(self.publish, self._promotion_window())
+        return registrations.expire_offers(self.outbox, self._promotion_window())
 
     @timer(interval=30)
     def expire_offers_regularly(self):
-        registrations.expire_offers(self.publish, self._promotion_window())
+        registrations.expire_offers(self.outbox, self._promotion_window())
 
     # -- helpers --------------------------------------------------------------
 
     def _promotion_window(self) -> timedelta:
         return timedelta(minutes=float(self.config.get("PROMOTION_CONFIRM_MINUTES", 24 * 60)))
 
-    def _end_registration(self, registration, reason):
-        registrations.cancel(self.publish, self._promotion_window(), registration, reason)
+    def _stored(self, work):
+        """``work(publish, session)``: a use case whose writes and messages commit together (the outbox)."""
+        return self.outbox.transaction(lambda session, publish: work(publish, session))
+
+    def _change(self, publish, session, event_id, changes) -> list:
+        changed = calendar.change(publish, session, calendar.find(str(event_id), session), changes)
+        if "capacity" in changed:
+            registrations.fill_from_waitlist(publish, session, self._promotion_window(), event_id)
+        return changed
+
+    def _end_registration(self, publish, session, registration, reason):
+        registrations.cancel(publish, session, self._promotion_window(), registration, reason)
 
     def _visible(self, request, event_id):
         event = calendar.find(event_id)

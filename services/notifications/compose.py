@@ -40,8 +40,11 @@ def centre_of(community_id: str, email: str | None, time_zone: str) -> Recipient
 
 
 def quiet_hours_from(value) -> policy.QuietHours | None:
-    """``{"start": "22:00", "end": "08:00"}`` or ``"22:00-08:00"``; None or "off" for none."""
-    if value in (None, "", "off"):
+    """``{"start": "22:00", "end": "08:00"}`` or ``"22:00-08:00"``; None or "off" for none.
+
+    YAML (the service's config.yaml) reads a bare ``off`` as ``False``.
+    """
+    if value in (None, "", "off", False):
         return None
     start, end = (value["start"], value["end"]) if isinstance(value, dict) else value.split("-")
     return policy.QuietHours(time.fromisoformat(start), time.fromisoformat(end))

@@ -25,6 +25,10 @@ DELIVERIES = Counter(
     "Email/SMS delivery attempts by channel and outcome (sent | retry | failed | skipped).",
     ["channel", "outcome"],
 )
+# Every series from 0 at start, so the first failure shows in rate() rather than starting a series.
+for _channel in ("email", "sms"):
+    for _outcome in ("sent", "retry", "failed", "skipped"):
+        DELIVERIES.labels(_channel, _outcome)
 
 
 @dataclass(frozen=True)
@@ -41,43 +45,44 @@ class Unreachable(Exception):
 
 
 def deliver_due(db, channels: dict, address_of, unsubscribe_url, now_fn, settings: Settings,
-                report=lambda claimed, outcome: None) -> dict:
+                finish=None) -> dict:
     """Send what is due, one claimed delivery at a time; returns counts by outcome.
 
-    ``report(delivery, outcome)`` hears of each delivery that ended (sent, failed, skipped)."""
+    ``finish(delivery, outcome, error, now)`` records each delivery that ended (sent, failed,
+    skipped). The default records it in the store; the service's also stages, in the same
+    transaction, the outcome it reports, so a crash can neither lose nor double the count."""
+    finish = finish or (lambda claimed, outcome, error, now: store.finish(db, claimed["_id"], outcome, now, error))
     outcomes = {}
     for _ in range(settings.max_per_round):
         claimed = store.claim_due(db, now_fn(), settings.lease_s)
         if claimed is None:
             break
-        outcome = deliver_one(db, claimed, channels, address_of, unsubscribe_url, now_fn, settings)
+        outcome, error = deliver_one(db, claimed, channels, address_of, unsubscribe_url, now_fn, settings)
+        if outcome != "retry":
+            finish(claimed, outcome, error, now_fn())
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
         DELIVERIES.labels(claimed["channel"], outcome).inc()
-        if outcome != "retry":
-            report(claimed, outcome)
     return outcomes
 
 
-def deliver_one(db, claimed: dict, channels, address_of, unsubscribe_url, now_fn, settings) -> str:
+def deliver_one(db, claimed: dict, channels, address_of, unsubscribe_url, now_fn, settings) -> tuple[str, str | None]:
+    """Try one delivery: ``(outcome, error)``. A retry is scheduled here; an end is the caller's to record."""
     channel = claimed["channel"]
     try:
         address = _lookup(address_of, claimed)
         url = unsubscribe_url(claimed) if channel == "email" and claimed["resident_id"] else None
         channels[channel].send(address, Outgoing(claimed["_id"], claimed["title"], _with_footer(claimed, url), url))
     except Unreachable as exc:
-        store.finish(db, claimed["_id"], "skipped", now_fn(), str(exc))
-        return "skipped"
+        return "skipped", str(exc)
     except ChannelError as exc:
         if exc.permanent or claimed["attempts"] >= settings.max_attempts:
             reason = str(exc) if exc.permanent else f"{exc} (gave up after {claimed['attempts']} attempts)"
-            store.finish(db, claimed["_id"], "failed", now_fn(), reason)
             log.warning("delivery %s failed: %s", claimed["_id"], reason)
-            return "failed"
+            return "failed", reason
         delay = policy.retry_delay(claimed["attempts"], settings.retry_base_s, settings.retry_cap_s)
         store.retry_later(db, claimed["_id"], now_fn() + timedelta(seconds=delay), str(exc))
-        return "retry"
-    store.finish(db, claimed["_id"], "sent", now_fn())
-    return "sent"
+        return "retry", str(exc)
+    return "sent", None
 
 
 def _lookup(address_of, claimed: dict) -> str:

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import jwt
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
@@ -20,8 +21,9 @@ from contracts import (
 )
 from services.common.auth import AuthError
 from services.common.base import ServiceBase
-from services.common.messaging import MessageDispatcher, fact_id, message_handler
+from services.common.messaging import fact_id, message_handler
 from services.common.mongo import MongoDatabase
+from services.common.outbox import Outbox
 from services.common.web import NotFound, ValidationFailed, api, load, read_json
 from services.notifications import delivery, feed_store, rules, store
 from services.notifications.channels import Channels
@@ -46,7 +48,7 @@ class NotificationsService(ServiceBase, PartnerFeeds):
 
     db = MongoDatabase("notifications", prepare=lambda db: (store.ensure_indexes(db), feed_store.ensure_indexes(db)))
     channels = Channels()
-    publish = MessageDispatcher()
+    outbox = Outbox("notifications")
     residents = RpcProxy("residents")
     events = RpcProxy("events")
     config = Config()
@@ -152,7 +154,8 @@ class NotificationsService(ServiceBase, PartnerFeeds):
         saved = store.preferences(self.db, resident_id) or {}
         return {"resident_id": resident_id, **{k: v for k, v in saved.items() if k != "_id"}}
 
-    @api("PUT", "/residents/<resident_id>/preferences", scope="notifications:write")
+    @api("PUT", "/residents/<resident_id>/preferences", scope="notifications:write",
+         request_schema=PreferencesSchema)
     def put_preferences(self, request, resident_id):
         prefs = load(PreferencesSchema(), read_json(request), "the preferences")
         self._require_resident_community(request, resident_id)
@@ -175,7 +178,7 @@ class NotificationsService(ServiceBase, PartnerFeeds):
     @rpc
     def run_deliveries(self) -> dict:
         return delivery.deliver_due(self.db, self.channels, self._address_of, self._unsubscribe_url, _now,
-                                    self._delivery_settings(), report=self._report_delivery)
+                                    self._delivery_settings(), finish=self._finish_delivery)
 
     @rpc
     def run_digests(self, now: str | None = None) -> int:
@@ -185,7 +188,7 @@ class NotificationsService(ServiceBase, PartnerFeeds):
     @rpc
     def run_event_reminders(self, now: str | None = None) -> int:
         ctx = self._context(now=_when(now), session=None)
-        return len(self._report_inbox(store.create_atomically(self.db, self.db.client, rules.reminders_due(ctx))))
+        return len(self._create_atomically(rules.reminders_due(ctx)))
 
     @rpc
     def run_fan_outs(self, page_size: int = 1000) -> int:
@@ -196,9 +199,8 @@ class NotificationsService(ServiceBase, PartnerFeeds):
             ctx = self._context(session=None)
             while True:
                 records, after = rules.fan_out(ctx, job, page_size)
-                made_now = len(self._report_inbox(store.create_atomically(
-                    self.db, self.db.client, records,
-                    then=lambda session: store.advance_fan_out(self.db, job["_id"], after, session=session))))
+                made_now = len(self._create_atomically(
+                    records, then=lambda session: store.advance_fan_out(self.db, job["_id"], after, session=session)))
                 made += made_now
                 if after is None:
                     break
@@ -237,26 +239,52 @@ class NotificationsService(ServiceBase, PartnerFeeds):
             centre_emails=self.config.get("SERVICE_CENTRE_EMAILS") or {})
 
     def _create(self, records) -> list:
-        return self._report_inbox(store.create(self.db, records, session=self.db.session))
+        return self._report_inbox(store.create(self.db, records, session=self.db.session), self.db.session)
 
-    def _report_inbox(self, notifications: list[dict]) -> list[dict]:
+    def _create_atomically(self, records, then=None) -> list:
+        """``store.create`` (and ``then(session)``) with the outcomes it reports, in a transaction of its
+        own, for timers outside a handler. Two instances may race to create the same records: the
+        loser's transaction fails on the unique ids, and its retry finds them made."""
+        def work(session, publish):
+            made = store.create(self.db, records, session=session)
+            if then is not None:
+                then(session)
+            return self._report_inbox(made, session)
+
+        for attempt in range(3):
+            try:
+                return self.outbox.transaction(work)
+            except (DuplicateKeyError, BulkWriteError):
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _report_inbox(self, notifications: list[dict], session) -> list[dict]:
         """Tell reports how many notifications reached inboxes (counts per community and kind)."""
         groups = {}
         for n in notifications:
             if n["in_inbox"] and n["resident_id"]:
                 groups.setdefault((n["community_id"], n["kind"]), []).append(n)
         for (community_id, kind), group in groups.items():
-            self._publish_outcome(community_id, kind, "inapp", "sent", group, sorted(n["_id"] for n in group))
+            self._publish_outcome(session, community_id, kind, "inapp", "sent", group,
+                                  sorted(n["_id"] for n in group))
         return notifications
 
-    def _report_delivery(self, claimed: dict, outcome: str) -> None:
-        if claimed["resident_id"]:
-            self._publish_outcome(claimed["community_id"], claimed["kind"], claimed["channel"], outcome, [claimed],
-                                  [claimed["_id"]])
+    def _finish_delivery(self, claimed: dict, outcome: str, error: str | None, now: datetime) -> None:
+        """The delivery's end and the outcome reports counts, in one transaction."""
+        def record(session, publish):
+            store.finish(self.db, claimed["_id"], outcome, now, error, session=session)
+            if claimed["resident_id"]:  # a service centre's copy is not a resident's notification
+                self._publish_outcome(session, claimed["community_id"], claimed["kind"], claimed["channel"],
+                                      outcome, [claimed], [claimed["_id"]])
 
-    def _publish_outcome(self, community_id, kind, channel, outcome, items, ids) -> None:
+        self.outbox.transaction(record)
+
+    def _publish_outcome(self, session, community_id, kind, channel, outcome, items, ids) -> None:
         # The id is derived from what is counted: a retried transaction or round re-sends the same one.
-        self.publish(NOTIFICATION_OUTCOMES, {
+        # Staged in the outbox in ``session``'s transaction (the handler's, or the timer's own).
+        publish = self.outbox.publisher(session)
+        publish(NOTIFICATION_OUTCOMES, {
             "community_id": community_id, "kind": kind, "channel": channel, "outcome": outcome,
             "count": len(items), "in_own_language": sum(1 for i in items if i.get("own_language", True)),
             "occurred_on": datetime.now(ZoneInfo(self._time_zone())).date(),

@@ -199,11 +199,11 @@ def claim_due(db, now: datetime, lease_s: float) -> dict | None:
     )
 
 
-def finish(db, delivery_id: str, status: str, now: datetime, error: str | None = None) -> None:
+def finish(db, delivery_id: str, status: str, now: datetime, error: str | None = None, session=None) -> None:
     fields = {"status": status, "lease_until": None, "last_error": error}
     if status == "sent":
         fields["sent_at"] = now
-    db[DELIVERIES].update_one({"_id": delivery_id}, {"$set": fields})
+    db[DELIVERIES].update_one({"_id": delivery_id}, {"$set": fields}, session=session)
 
 
 def retry_later(db, delivery_id: str, due_at: datetime, error: str) -> None:

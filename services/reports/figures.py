@@ -8,7 +8,6 @@ import re
 from datetime import date
 
 from pymongo import ASCENDING
-from pymongo.errors import DuplicateKeyError
 
 from services.common.web import NotFound, ValidationFailed
 from services.reports import activity, profile, scorecard
@@ -107,10 +106,8 @@ def ranking(db, card: scorecard.Scorecard, month: str, today: date) -> list[dict
     return scorecard.rank(scores)
 
 
-def claim_assessment(db, month: str) -> bool:
-    """True the first time ``month`` is claimed for assessment (by any instance)."""
-    try:
-        db[ASSESSMENTS].insert_one({"_id": month})
-    except DuplicateKeyError:
-        return False
-    return True
+def claim_assessment(db, month: str, session=None) -> None:
+    """Record that ``month`` is assessed; raises DuplicateKeyError if any instance did so already.
+
+    With ``session``, the record commits with the assessment's outbox messages (or not at all)."""
+    db[ASSESSMENTS].insert_one({"_id": month}, session=session)

@@ -8,12 +8,14 @@ from datetime import date, datetime
 from nameko.dependency_providers import Config
 from nameko.rpc import rpc
 from nameko.timer import timer
+from pymongo.errors import DuplicateKeyError
 
 from contracts import COMMUNITY_ASSESSED
 from services.common.base import ServiceBase
-from services.common.messaging import MessageDispatcher, fact_id
+from services.common.messaging import fact_id
 from services.common.multi_source import every_message_handler
 from services.common.mongo import MongoDatabase
+from services.common.outbox import Outbox
 from services.common.web import api
 from services.reports import export_api, figures, history, scorecard
 from services.reports.gauges import BusinessGauges
@@ -25,7 +27,7 @@ class ReportsService(export_api.ReportExports, ServiceBase):
     name = "reports"
 
     db = MongoDatabase("reports", prepare=figures.ensure_indexes)
-    publish = MessageDispatcher()
+    outbox = Outbox("reports")
     gauges = BusinessGauges()
     config = Config()
 
@@ -101,15 +103,7 @@ class ReportsService(export_api.ReportExports, ServiceBase):
     def assess(self, month: str) -> int:
         """Publish ``community.assessed`` for every community for ``month``; the same month
         assessed again publishes the same message ids, which consumers skip."""
-        ranking = self.scorecard(month)["communities"]
-        for entry in ranking:
-            self.publish(COMMUNITY_ASSESSED, {
-                "community_id": entry["community_id"], "month": month, "score": entry["score"],
-                "rank": entry["rank"], "communities_ranked": len(ranking), "criteria": entry["criteria"],
-                "demonstration": entry["demonstration"]},
-                community=entry["community_id"],
-                message_id=fact_id("community.assessed", entry["community_id"], month))
-        return len(ranking)
+        return self._assess(month, claim=False)
 
     @rpc
     def rebuild(self) -> dict:
@@ -119,9 +113,29 @@ class ReportsService(export_api.ReportExports, ServiceBase):
     @timer(interval=3600)
     def assess_last_month(self):
         """Early each month, the month before is assessed (once: a record says it was done)."""
-        month = figures.previous_month(self._today())
-        if figures.claim_assessment(self.db, month):
-            self.assess(month)
+        try:
+            self._assess(figures.previous_month(self._today()), claim=True)
+        except DuplicateKeyError:
+            pass  # assessed already, by this instance or another
+
+    def _assess(self, month: str, claim: bool) -> int:
+        """The month's messages staged in one transaction (the outbox), with the record that the
+        month was assessed when ``claim``: a crash neither loses them nor assesses the month twice."""
+        ranking = self.scorecard(month)["communities"]
+
+        def store(session, publish):
+            if claim:
+                figures.claim_assessment(self.db, month, session)
+            for entry in ranking:
+                publish(COMMUNITY_ASSESSED, {
+                    "community_id": entry["community_id"], "month": month, "score": entry["score"],
+                    "rank": entry["rank"], "communities_ranked": len(ranking), "criteria": entry["criteria"],
+                    "demonstration": entry["demonstration"]},
+                    community=entry["community_id"],
+                    message_id=fact_id("community.assessed", entry["community_id"], month))
+
+        self.outbox.transaction(store)
+        return len(ranking)
 
     def _today(self) -> date:
         from zoneinfo import ZoneInfo

@@ -2,13 +2,12 @@
 
 The row is read as ``forms`` reads a form's rows (Chinese or English headers,
 Chinese values translated), registered in one transaction with the record that
-this message was ingested, and announced as ``resident.registered`` after the
-commit. The same person already in the same community is ``already_registered``;
+this message was ingested and the ``resident.registered`` envelope (the outbox),
+which is published after the commit. The same person already in the same community is ``already_registered``;
 anything else that cannot be registered is rejected with every reason.
 """
 from __future__ import annotations
 
-from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from services.common.ingest import IngestRejected, error, once
@@ -42,14 +41,16 @@ def row_command(community_id: str, row: dict) -> dict:
     return command
 
 
-def submit_form_row(database, vault, publish, envelope) -> dict:
-    """Register the row's resident once per message; returns the ``ingest.accepted`` outcome."""
+def submit_form_row(database, vault, stage, envelope) -> dict:
+    """Register the row's resident once per message; returns the ``ingest.accepted`` outcome.
+    ``stage``: the outbox; a redelivery after a crash finds the announcement already there."""
     command = row_command(envelope.data["community_id"], envelope.data["row"])
     record = registry.to_record(vault, command)
     residents = Resident._get_collection()
 
     def register(session):
         residents.insert_one(record, session=session)
+        registry.announce_registered(stage.publisher(session), record)
         return {"outcome": "registered", "resident_id": str(record["_id"])}
 
     try:
@@ -57,12 +58,7 @@ def submit_form_row(database, vault, publish, envelope) -> dict:
     except DuplicateKeyError:  # the same person is in the registry already
         existing = _same_person(record)
         result, _ = once(database, envelope, lambda session: _already_registered(existing, command))
-    if result["outcome"] == "registered":
-        # Again after a redelivery too: the first attempt may have stopped between commit and publish;
-        # the announcement's id comes from the resident, so consumers see it once.
-        stored = residents.find_one({"_id": ObjectId(result["resident_id"]), "status": "active"})
-        if stored is not None:
-            registry.announce_registered(publish, stored)
+    stage.flush()
     return result
 
 

@@ -9,7 +9,6 @@ from datetime import date, datetime, timezone
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from mongoengine import NotUniqueError
 from pymongo.errors import DuplicateKeyError
 from mongoengine.queryset.visitor import Q
 
@@ -22,6 +21,7 @@ from contracts import (
 )
 from contracts.feeds import PARTNER_PERSONAL_FIELDS
 from services.common.messaging import fact_id
+from services.common.outbox import save_changes
 from services.common.web import ApiError, Conflict, NotFound
 from services.residents import domain
 from services.residents.documents import ContactAccess, Resident
@@ -133,7 +133,7 @@ def _as_command(resident: Resident, vault: Vault) -> dict:
     return current
 
 
-def update(vault: Vault, publish, resident: Resident, changes: dict) -> list[str]:
+def update(vault: Vault, stage, resident: Resident, changes: dict) -> list[str]:
     _require_active(resident)
     current = _as_command(resident, vault)
     if "consent" in changes:  # a partial consent changes only the channels it names
@@ -153,17 +153,21 @@ def update(vault: Vault, publish, resident: Resident, changes: dict) -> list[str
     resident.name_search = domain.search_text(after["name"])
     resident.birth_year = after["birth_date"].year if after.get("birth_date") else None
     resident.updated_at = datetime.now(timezone.utc)
-    try:
-        resident.save()
-    except NotUniqueError:
-        raise _existing_duplicate(_identity_keys(vault, after)) from None
     resident_id = str(resident.id)
-    publish(RESIDENT_UPDATED, domain.update_facts(resident_id, resident.community_id, changed),
-            subject=resident_id, community=resident.community_id)
+
+    def write(session, publish):
+        save_changes(resident, session)
+        publish(RESIDENT_UPDATED, domain.update_facts(resident_id, resident.community_id, changed),
+                subject=resident_id, community=resident.community_id)
+
+    try:
+        stage.transaction(write)
+    except DuplicateKeyError:
+        raise _existing_duplicate(_identity_keys(vault, after)) from None
     return sorted(changed)
 
 
-def move(vault: Vault, publish, resident: Resident, command: dict) -> None:
+def move(vault: Vault, stage, resident: Resident, command: dict) -> None:
     _require_active(resident)
     from_community = resident.community_id
     if command["community_id"] == from_community:
@@ -174,53 +178,68 @@ def move(vault: Vault, publish, resident: Resident, command: dict) -> None:
     keys = _identity_keys(vault, _as_command(resident, vault))
     resident.person_key = keys["person_key"]
     resident.updated_at = datetime.now(timezone.utc)
-    try:
-        resident.save()
-    except NotUniqueError:
-        raise _existing_duplicate(keys) from None
     resident_id = str(resident.id)
-    publish(
-        RESIDENT_MOVED,
-        {"resident_id": resident_id, "community_id": resident.community_id, "from_community_id": from_community,
-         "grid_id": resident.grid_id, "residence_type": resident.residence_type, "moved_on": command["moved_on"]},
-        subject=resident_id, community=resident.community_id,
-    )
+
+    def write(session, publish):
+        save_changes(resident, session)
+        publish(
+            RESIDENT_MOVED,
+            {"resident_id": resident_id, "community_id": resident.community_id, "from_community_id": from_community,
+             "grid_id": resident.grid_id, "residence_type": resident.residence_type,
+             "moved_on": command["moved_on"]},
+            subject=resident_id, community=resident.community_id,
+        )
+
+    try:
+        stage.transaction(write)
+    except DuplicateKeyError:
+        raise _existing_duplicate(keys) from None
 
 
-def depart(publish, resident: Resident, command: dict) -> None:
+def depart(stage, resident: Resident, command: dict) -> None:
     _require_active(resident)
     resident.status = "departed"
     resident.departure_reason = command["reason"]
     resident.departed_on = command["departed_on"]
     resident.updated_at = datetime.now(timezone.utc)
-    resident.save()
     resident_id = str(resident.id)
-    publish(
-        RESIDENT_DEPARTED,
-        {"resident_id": resident_id, "community_id": resident.community_id,
-         "residence_type": resident.residence_type, "reason": command["reason"],
-         "departed_on": command["departed_on"]},
-        subject=resident_id, community=resident.community_id,
-        message_id=fact_id("resident.departed", resident_id),
-    )
+
+    def write(session, publish):
+        save_changes(resident, session)
+        publish(
+            RESIDENT_DEPARTED,
+            {"resident_id": resident_id, "community_id": resident.community_id,
+             "residence_type": resident.residence_type, "reason": command["reason"],
+             "departed_on": command["departed_on"]},
+            subject=resident_id, community=resident.community_id,
+            message_id=fact_id("resident.departed", resident_id),
+        )
+
+    stage.transaction(write)
 
 
-def erase(publish, resident: Resident) -> None:
+def erase(stage, resident: Resident) -> None:
     """Erase personal data; the id, community and categories stay for statistics."""
-    if resident.erased_at is None:
+    erasing = resident.erased_at is None
+    if erasing:
         for field in domain.ERASABLE_FIELDS:
             setattr(resident, field, None)
         resident.consent = {}
         resident.erased_at = datetime.now(timezone.utc)
-        resident.save()
     resident_id = str(resident.id)
-    publish(
-        RESIDENT_ERASED,
-        {"resident_id": resident_id, "community_id": resident.community_id,
-         "erased_on": resident.erased_at.date()},
-        subject=resident_id, community=resident.community_id,
-        message_id=fact_id("resident.erased", resident_id),
-    )
+
+    def write(session, publish):
+        if erasing:
+            save_changes(resident, session)
+        publish(
+            RESIDENT_ERASED,
+            {"resident_id": resident_id, "community_id": resident.community_id,
+             "erased_on": resident.erased_at.date()},
+            subject=resident_id, community=resident.community_id,
+            message_id=fact_id("resident.erased", resident_id),
+        )
+
+    stage.transaction(write)
 
 
 def _require_active(resident: Resident) -> None:

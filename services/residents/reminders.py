@@ -1,21 +1,24 @@
 """Residence-permit reminders: 30, 7 and 1 days before expiry, once per resident per threshold."""
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, timedelta, timezone
+
+from pymongo.errors import DuplicateKeyError
 
 from contracts import RESIDENT_PERMIT_EXPIRING
 from contracts.residents import PERMIT_THRESHOLDS_DAYS
 from services.common.messaging import fact_id
+from services.common.outbox import insert_document
+from services.common.metrics import scrape_time_metrics
 from services.residents import domain
 from services.residents.documents import PermitReminder, ReminderRun, Resident
 
 
-def send_permit_reminders(publish, today: date) -> int:
+def send_permit_reminders(stage, today: date) -> int:
     """Publish ``resident.permit_expiring`` for every permit that reached a threshold; returns how many.
 
-    The message id is derived from the reminder, and the reminder is recorded
-    after it is published: a crash in between re-sends the same envelope id,
-    which consumers skip.
+    The record that the reminder went out and its envelope (the outbox, ``stage``) commit
+    together: a crash between never loses the reminder nor sends it under another id.
     """
     horizon = today + timedelta(days=max(PERMIT_THRESHOLDS_DAYS))
     candidates = Resident.objects(
@@ -29,29 +32,53 @@ def send_permit_reminders(publish, today: date) -> int:
         reminder_id = f"{resident.id}:{resident.permit_expires_on.isoformat()}:{threshold}"
         if PermitReminder.objects(id=reminder_id).first() is not None:
             continue
-        publish(
-            RESIDENT_PERMIT_EXPIRING,
-            {
-                "resident_id": str(resident.id),
-                "community_id": resident.community_id,
-                "permit_type": resident.permit_type,
-                "expires_on": resident.permit_expires_on,
-                "threshold_days": threshold,
-                "days_left": (resident.permit_expires_on - today).days,
-            },
-            subject=str(resident.id),
-            community=resident.community_id,
-            message_id=fact_id("resident.permit_expiring", reminder_id),
-        )
-        PermitReminder(id=reminder_id, resident_id=str(resident.id), threshold_days=threshold, sent_on=today).save()
+        try:
+            stage.transaction(lambda session, publish: _remind(publish, session, resident, reminder_id, threshold,
+                                                               today))
+        except DuplicateKeyError:
+            continue  # another instance sent this one meanwhile
         sent += 1
     return sent
 
 
-def run_daily(publish, today: date) -> int | None:
+def _remind(publish, session, resident, reminder_id: str, threshold: int, today: date) -> None:
+    insert_document(PermitReminder(id=reminder_id, resident_id=str(resident.id), threshold_days=threshold,
+                                   sent_on=today), session)
+    publish(
+        RESIDENT_PERMIT_EXPIRING,
+        {
+            "resident_id": str(resident.id),
+            "community_id": resident.community_id,
+            "permit_type": resident.permit_type,
+            "expires_on": resident.permit_expires_on,
+            "threshold_days": threshold,
+            "days_left": (resident.permit_expires_on - today).days,
+        },
+        subject=str(resident.id),
+        community=resident.community_id,
+        message_id=fact_id("resident.permit_expiring", reminder_id),
+    )
+
+
+def run_daily(stage, today: date) -> int | None:
     """The timer's job: once per day; ``None`` when today's run already happened."""
     if ReminderRun.objects(id=today.isoformat()).first() is not None:
         return None
-    sent = send_permit_reminders(publish, today)
+    sent = send_permit_reminders(stage, today)
     ReminderRun(id=today.isoformat(), sent=sent).save()
     return sent
+
+
+@scrape_time_metrics("residents")
+def last_run_gauges(container) -> list:
+    """When the daily run last happened (read from its record, so any instance, after any restart, tells)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    at = GaugeMetricFamily("linli_permit_reminders_last_run_timestamp_seconds",
+                           "Unix time of the last daily permit-reminder run.")
+    sent = GaugeMetricFamily("linli_permit_reminders_last_run_sent", "Reminders the last daily run published.")
+    last = ReminderRun.objects.order_by("-at").first()
+    if last is not None:
+        at.add_metric([], last.at.replace(tzinfo=last.at.tzinfo or timezone.utc).timestamp())
+        sent.add_metric([], last.sent)
+    return [at, sent]

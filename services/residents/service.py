@@ -13,11 +13,11 @@ from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
 from contracts import RESIDENT_FORM_SUBMITTED
+from contracts.envelope import EnvelopeSchema
 from services.common.auth import Forbidden
 from services.common.base import ServiceBase
 from services.common.caller import Caller
 from services.common.ingest_entrypoints import IngestDoor, ingest_handler, unrouted_gate
-from services.common.messaging import MessageDispatcher
 from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
 from services.common.web import ApiError, NotFound, ValidationFailed, api, load, read_json
@@ -30,6 +30,12 @@ from services.residents.vault import ResidentsVault
 
 
 
+# The collection form as uploaded: a file field, or the CSV/XLSX bytes as the body (?filename= names it).
+FORM_UPLOAD = {"multipart/form-data": {"schema": {"type": "object", "properties": {
+                   "file": {"type": "string", "format": "binary"}}}},
+               "text/csv": {"schema": {"type": "string"}}}
+
+
 def _with_pii(request) -> bool:
     return PII_SCOPE in request.principal.scopes
 
@@ -39,7 +45,6 @@ class ResidentsService(ServiceBase):
 
     db = MongoDatabase("residents", documents=ALL_DOCUMENTS)
     vault = ResidentsVault()
-    publish = MessageDispatcher()
     outbox = Outbox("residents")
     myself = RpcProxy("residents")
     caller = Caller()
@@ -48,13 +53,13 @@ class ResidentsService(ServiceBase):
 
     # -- HTTP ---------------------------------------------------------------
 
-    @api("POST", "/residents", scope="residents:write")
+    @api("POST", "/residents", scope="residents:write", request_schema=RegisterResident)
     def register_over_http(self, request):
         command = load(RegisterResident(), read_json(request), "the resident")
         request.principal.require_community(command["community_id"])
         return 201, {"id": registry.register(self.vault, self.outbox, command)}
 
-    @api("GET", "/residents", scope="residents:read")
+    @api("GET", "/residents", scope="residents:read", query_schema=SearchResidents)
     def search_over_http(self, request):
         args = {k: (request.args.getlist(k) if k == "tag" else v) for k, v in request.args.items()}
         query = load(SearchResidents(), args, "the search")
@@ -66,33 +71,36 @@ class ResidentsService(ServiceBase):
         resident = self._visible(request, resident_id)
         return registry.view(self.vault, resident, _with_pii(request))
 
-    @api("PATCH", "/residents/<resident_id>", scope="residents:write")
+    @api("PATCH", "/residents/<resident_id>", scope="residents:write",
+         request_schema=UpdateResident)
     def update_over_http(self, request, resident_id):
         changes = load(UpdateResident(), read_json(request), "the update")
         resident = self._visible(request, resident_id)
         try:
-            changed = registry.update(self.vault, self.publish, resident, changes)
+            changed = registry.update(self.vault, self.outbox, resident, changes)
         except ValidationError as exc:
             raise ValidationFailed("the update is not valid", {"fields": exc.normalized_messages()}) from None
         return {"id": resident_id, "changed_fields": changed}
 
-    @api("POST", "/residents/<resident_id>/move", scope="residents:write")
+    @api("POST", "/residents/<resident_id>/move", scope="residents:write",
+         request_schema=MoveResident)
     def move_over_http(self, request, resident_id):
         command = load(MoveResident(), read_json(request), "the move")
         resident = self._visible(request, resident_id)
         request.principal.require_community(command["community_id"])
-        registry.move(self.vault, self.publish, resident, command)
+        registry.move(self.vault, self.outbox, resident, command)
         return {"id": resident_id, "community_id": command["community_id"]}
 
-    @api("POST", "/residents/<resident_id>/departure", scope="residents:write")
+    @api("POST", "/residents/<resident_id>/departure", scope="residents:write",
+         request_schema=RecordDeparture)
     def depart_over_http(self, request, resident_id):
         command = load(RecordDeparture(), read_json(request), "the departure")
-        registry.depart(self.publish, self._visible(request, resident_id), command)
+        registry.depart(self.outbox, self._visible(request, resident_id), command)
         return {"id": resident_id, "status": "departed"}
 
     @api("DELETE", "/residents/<resident_id>/personal-data", scope=PII_SCOPE)
     def erase_over_http(self, request, resident_id):
-        registry.erase(self.publish, self._visible(request, resident_id))
+        registry.erase(self.outbox, self._visible(request, resident_id))
         return {"id": resident_id, "erased": True}
 
     @api("GET", "/communities/<community_id>/households/<household_id>", scope="residents:read")
@@ -100,7 +108,7 @@ class ResidentsService(ServiceBase):
         request.principal.require_community(community_id)
         return registry.household(self.vault, community_id, household_id, _with_pii(request))
 
-    @api("POST", "/residents/imports", scope="residents:write")
+    @api("POST", "/residents/imports", scope="residents:write", request_schema=FORM_UPLOAD)
     def import_over_http(self, request):
         upload = next(iter(request.files.values()), None)
         content = upload.read() if upload else request.get_data()
@@ -122,7 +130,7 @@ class ResidentsService(ServiceBase):
             raise Forbidden("this token does not cover every community in this import")
         return imports.view(job)
 
-    @api("POST", "/ingest", scope="ingest:write")
+    @api("POST", "/ingest", scope="ingest:write", request_schema=EnvelopeSchema)
     def ingest_over_http(self, request):
         return self.ingest_door(request)
 
@@ -135,7 +143,7 @@ class ResidentsService(ServiceBase):
 
     @ingest_handler(RESIDENT_FORM_SUBMITTED)
     def ingest_form_row(self, envelope):
-        return ingest.submit_form_row(self.db, self.vault, self.publish, envelope)
+        return ingest.submit_form_row(self.db, self.vault, self.outbox, envelope)
 
     @unrouted_gate()
     def park_unrouted_ingest(self, envelope):
@@ -163,15 +171,15 @@ class ResidentsService(ServiceBase):
 
     @rpc
     def update(self, resident_id: str, changes: dict) -> list:
-        return registry.update(self.vault, self.publish, registry.find(resident_id), UpdateResident().load(changes))
+        return registry.update(self.vault, self.outbox, registry.find(resident_id), UpdateResident().load(changes))
 
     @rpc
     def move(self, resident_id: str, command: dict) -> None:
-        registry.move(self.vault, self.publish, registry.find(resident_id), MoveResident().load(command))
+        registry.move(self.vault, self.outbox, registry.find(resident_id), MoveResident().load(command))
 
     @rpc
     def depart(self, resident_id: str, command: dict) -> None:
-        registry.depart(self.publish, registry.find(resident_id), RecordDeparture().load(command))
+        registry.depart(self.outbox, registry.find(resident_id), RecordDeparture().load(command))
 
     @rpc
     def household(self, community_id: str, household_id: str) -> dict:
@@ -189,15 +197,15 @@ class ResidentsService(ServiceBase):
     @rpc
     def run_permit_reminders(self, today: str | None = None) -> int:
         day = date.fromisoformat(today) if today else self._today()
-        return reminders.send_permit_reminders(self.publish, day)
+        return reminders.send_permit_reminders(self.outbox, day)
 
     @rpc
     def run_import(self, import_id: str) -> dict:
-        return imports.view(imports.run(self.vault, self.publish, import_id))
+        return imports.view(imports.run(self.vault, self.outbox, import_id))
 
     @timer(interval=3600)
     def daily_permit_reminders(self):
-        reminders.run_daily(self.publish, self._today())
+        reminders.run_daily(self.outbox, self._today())
 
     def _today(self) -> date:
         return registry.today_in(self.config.get("COMMUNITY_TIME_ZONE", "Asia/Shanghai"))

@@ -71,3 +71,19 @@ def test_an_unknown_kind_is_an_error():
         render("no-such-kind", "en")
 
 
+
+
+@pytest.mark.parametrize("value", [None, "", "off", False])  # False: how YAML reads a bare `off`
+def test_quiet_hours_can_be_switched_off_in_config(value):
+    from services.notifications.compose import quiet_hours_from
+
+    assert quiet_hours_from(value) is None
+
+
+def test_quiet_hours_from_config_text():
+    from datetime import time
+
+    from services.notifications.compose import quiet_hours_from
+
+    hours = quiet_hours_from("22:30-07:00")
+    assert (hours.start, hours.end) == (time(22, 30), time(7, 0))
