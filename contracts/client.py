@@ -5,8 +5,11 @@ the data is checked against its contract before anything is sent, wrapped in
 the CloudEvents envelope, and published to ``linli.ingest`` with publisher
 confirms and ``mandatory``; a lost connection is retried with backoff, a
 bounded number of times, with the same envelope id (Linli processes an id
-once, so a retry never registers twice). ``publish_and_wait`` also waits for
-Linli's ``ingest.accepted`` reply (RabbitMQ direct reply-to).
+once, so a retry never registers twice). Each reconnection keeps trying for up
+to ``reconnect_for_s`` (pika's own ``connection_attempts``/``retry_delay``), so a
+broker that restarts is waited out rather than reported as a failure.
+``publish_and_wait`` also waits for Linli's ``ingest.accepted`` reply (RabbitMQ
+direct reply-to).
 
 ``FeedConsumer`` — for partner departments consuming their ``linli.feed.<partner>``
 queue: each envelope is verified against the contracts (``data.personal`` kept
@@ -19,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from collections import Counter
 
@@ -59,13 +63,27 @@ def _backoff(attempt: int, base_s: float, max_s: float) -> None:
     time.sleep(min(base_s * 2 ** (attempt - 1), max_s))
 
 
+RECONNECT_DELAY_S = 1.0
+
+
+def _reconnecting(amqp_url: str, reconnect_for_s: float) -> pika.URLParameters:
+    """Connection parameters that keep trying to connect for ``reconnect_for_s`` (a refused connection
+    fails at once, so attempts × delay is the time waited), unless the URL sets ``connection_attempts``."""
+    parameters = pika.URLParameters(amqp_url)
+    if "connection_attempts=" not in amqp_url:
+        parameters.retry_delay = RECONNECT_DELAY_S
+        parameters.connection_attempts = max(1, math.ceil(reconnect_for_s / RECONNECT_DELAY_S))
+    return parameters
+
+
 class Publisher:
     """``Publisher(amqp_url, source)``; ``source`` names your system, e.g. ``grid-system/wuhou``."""
 
     def __init__(self, amqp_url: str, source: str, *, app_id: str | None = None, attempts: int = 5,
-                 backoff_s: float = 0.5, max_backoff_s: float = 8.0):
+                 backoff_s: float = 0.5, max_backoff_s: float = 8.0, reconnect_for_s: float = 60.0):
         self.amqp_url, self.source, self.app_id = amqp_url, source, app_id or source
         self.attempts, self.backoff_s, self.max_backoff_s = attempts, backoff_s, max_backoff_s
+        self.reconnect_for_s = reconnect_for_s
         self._connection = self._channel = None
         self._replies: dict[str, dict] = {}
 
@@ -120,7 +138,7 @@ class Publisher:
 
     def _open(self, with_replies: bool):
         if self._connection is None or self._connection.is_closed:
-            self._connection = pika.BlockingConnection(pika.URLParameters(self.amqp_url))
+            self._connection = pika.BlockingConnection(_reconnecting(self.amqp_url, self.reconnect_for_s))
             self._channel = self._connection.channel()
             self._channel.confirm_delivery()
             self._consuming_replies = False
@@ -171,8 +189,10 @@ class FeedConsumer:
     """``FeedConsumer(amqp_url, "linli.feed.exit-entry", callback).run()``; ``callback(envelope)``."""
 
     def __init__(self, amqp_url: str, queue: str, callback, *, max_attempts: int = 3, prefetch_count: int = 10,
-                 reconnect_attempts: int = 5, backoff_s: float = 0.5, max_backoff_s: float = 8.0):
+                 reconnect_attempts: int = 5, backoff_s: float = 0.5, max_backoff_s: float = 8.0,
+                 reconnect_for_s: float = 60.0):
         self.amqp_url, self.queue, self.callback = amqp_url, queue, callback
+        self.reconnect_for_s = reconnect_for_s
         self.max_attempts, self.prefetch_count = max_attempts, prefetch_count
         self.reconnect_attempts, self.backoff_s, self.max_backoff_s = reconnect_attempts, backoff_s, max_backoff_s
         self._failures: Counter = Counter()
@@ -188,7 +208,7 @@ class FeedConsumer:
         self._last_message = time.monotonic()
         while not self._stopping:
             try:
-                connection = pika.BlockingConnection(pika.URLParameters(self.amqp_url))
+                connection = pika.BlockingConnection(_reconnecting(self.amqp_url, self.reconnect_for_s))
                 try:
                     channel = connection.channel()
                     channel.basic_qos(prefetch_count=self.prefetch_count)

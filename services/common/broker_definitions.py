@@ -16,9 +16,13 @@ from pathlib import Path
 from services.common.contract_docs import OUTSIDE, consumed, service_classes
 from services.common.ingest import INGEST_EXCHANGE, REJECTED_QUEUE, UNROUTED_EXCHANGE, UNROUTED_QUEUE
 from services.common.messaging import DEFAULT_RETRY_DELAYS_S, retry_queues
+from services.common.queue_type import queue_type_arguments
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
+QUORUM_DEFINITIONS = ROOT / "deploy" / "k8s" / "rabbitmq" / "definitions.json"
+POISON = "linli.poison"
+POISON_DELIVERY_LIMIT = 20
 UNROUTED = "linli.unrouted"
 
 
@@ -36,7 +40,29 @@ def _binding(source: str, queue: str, key: str, vhost: str) -> dict:
             "routing_key": key, "arguments": {}}
 
 
-def definitions(vhost: str = "/", delays=DEFAULT_RETRY_DELAYS_S) -> dict:
+def definitions(vhost: str = "/", delays=DEFAULT_RETRY_DELAYS_S, queue_type: str = "classic") -> dict:
+    """The topology; ``queue_type="quorum"`` for a cluster whose services run with LINLI_QUEUE_TYPE=quorum."""
+    document = _definitions(vhost, delays)
+    return _as_quorum(document, vhost) if queue_type == "quorum" else document
+
+
+def _as_quorum(document: dict, vhost: str) -> dict:
+    """Every queue a quorum queue; and a message redelivered ``POISON_DELIVERY_LIMIT`` times (its
+    consumer dies handling it, again and again) is dead-lettered to ``linli.poison``, not looped forever."""
+    queues = [{**q, "arguments": {**q["arguments"], **queue_type_arguments("quorum")}}
+              for q in document["queues"] + [_queue(POISON, vhost)]]
+    bindings = document["bindings"] + [_binding("linli.dead-letter", POISON, POISON, vhost)]
+    # Consumers' queues only: the retry queues dead-letter by their own arguments, and parked messages stay.
+    poison = {"vhost": vhost, "name": "linli-poison", "apply-to": "queues", "priority": 0,
+              "pattern": r"^(evt-|linli-|rpc-)(?!.*\.(dead-letter|retry\.[0-9]+ms)$)",
+              "definition": {"delivery-limit": POISON_DELIVERY_LIMIT, "dead-letter-exchange": "linli.dead-letter",
+                             "dead-letter-routing-key": POISON}}
+    return {**document, "queues": sorted(queues, key=lambda q: q["name"]),
+            "bindings": sorted(bindings, key=lambda b: (b["source"], b["destination"], b["routing_key"])),
+            "policies": document["policies"] + [poison]}
+
+
+def _definitions(vhost: str, delays) -> dict:
     classes = service_classes()
     exchanges = [_exchange(f"{name}.events", "topic", vhost) for name in classes]
     exchanges += [_exchange("linli.dead-letter", "direct", vhost), _exchange(UNROUTED, "fanout", vhost)]
@@ -68,14 +94,15 @@ def definitions(vhost: str = "/", delays=DEFAULT_RETRY_DELAYS_S) -> dict:
             "policies": policies}
 
 
-def render(vhost: str = "/") -> str:
-    return json.dumps(definitions(vhost), indent=2, ensure_ascii=False) + "\n"
+def render(vhost: str = "/", queue_type: str = "classic") -> str:
+    return json.dumps(definitions(vhost, queue_type=queue_type), indent=2, ensure_ascii=False) + "\n"
 
 
 def main() -> int:
-    DEFINITIONS.parent.mkdir(parents=True, exist_ok=True)
-    DEFINITIONS.write_text(render(), encoding="utf-8")
-    print(f"wrote {DEFINITIONS.relative_to(ROOT)}")
+    for path, queue_type in ((DEFINITIONS, "classic"), (QUORUM_DEFINITIONS, "quorum")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(queue_type=queue_type), encoding="utf-8")
+        print(f"wrote {path.relative_to(ROOT)}")
     return 0
 
 

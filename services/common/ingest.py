@@ -31,14 +31,15 @@ from pymongo.errors import DuplicateKeyError
 from contracts import ContractError, Envelope, MessageType, parse_envelope, registry
 from contracts.envelope import EnvelopeSchema
 from contracts.ingest import INGEST_CONTENT_TYPES, INGEST_TYPES, MAX_INGEST_BYTES
+from services.common.queue_type import durable_queue
 
 log = logging.getLogger(__name__)
 
 UNROUTED_EXCHANGE = Exchange("linli.ingest.unrouted", type="fanout", durable=True)
 INGEST_EXCHANGE = Exchange("linli.ingest", type="topic", durable=True,
                            arguments={"alternate-exchange": UNROUTED_EXCHANGE.name})
-UNROUTED_QUEUE = Queue("linli.ingest.unrouted", exchange=UNROUTED_EXCHANGE, durable=True)
-REJECTED_QUEUE = Queue("linli.ingest.rejected", durable=True)  # published to through the default exchange
+UNROUTED_QUEUE = durable_queue(Queue("linli.ingest.unrouted", exchange=UNROUTED_EXCHANGE, durable=True))
+REJECTED_QUEUE = durable_queue(Queue("linli.ingest.rejected", durable=True))  # published to through the default exchange
 INGEST_RECORDS = "ingest_records"
 PERSISTENT = 2
 MAX_REPORTED_ERRORS = 100
@@ -59,7 +60,7 @@ def declared(body: bytes, attribute: str) -> str | None:
     """An envelope attribute (``type``, ``source``) of a body, if it can be read at all."""
     try:
         value = json.loads(body).get(attribute)
-    except (ValueError, AttributeError, UnicodeDecodeError):
+    except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
         return None
     return value[:200] if isinstance(value, str) else None
 
@@ -118,7 +119,7 @@ def check_body(body: bytes, content_type: str | None, routing_key: str | None = 
         status = 415
     try:
         wire = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise IngestRejected(errors + [error("invalid_json", None, f"the body is not UTF-8 JSON: {exc}")], status)
     if not isinstance(wire, dict):
         raise IngestRejected(errors + [error("not_an_object", None, "the body must be a JSON object (an envelope)")],
@@ -142,7 +143,8 @@ def _type_and_data_errors(wire: dict, routing_key: str | None) -> list[dict]:
         return errors + [error("unknown_type", "type", f"{type_name[:100]!r} is not a type internal systems may "
                                                        f"send; send one of {', '.join(sorted(INGEST_TYPES))}")]
     versions = {t.dataschema: t for t in registry if t.name == type_name}
-    message_type = versions.get(wire.get("dataschema"))
+    dataschema = wire.get("dataschema")
+    message_type = versions.get(dataschema) if isinstance(dataschema, str) else None  # a list is unhashable
     if message_type is None:
         return errors + [error("unknown_version", "dataschema", f"dataschema must be one of {sorted(versions)}")]
     try:
@@ -214,5 +216,5 @@ def once(database, envelope: Envelope, effect) -> tuple[dict, bool]:
 
 def queue_for(service: str, message_type: MessageType) -> Queue:
     """The service's durable queue of one ingest type on ``linli.ingest``."""
-    return Queue(f"linli-{service}.ingest.{message_type.name}", exchange=INGEST_EXCHANGE,
-                 routing_key=message_type.name, durable=True)
+    return durable_queue(Queue(f"linli-{service}.ingest.{message_type.name}", exchange=INGEST_EXCHANGE,
+                               routing_key=message_type.name, durable=True))

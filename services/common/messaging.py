@@ -25,14 +25,19 @@ from datetime import datetime, timezone
 from functools import partial
 
 import eventlet
+from amqp.exceptions import ConnectionError as AmqpConnectionError, RecoverableConnectionError
 from kombu import Connection, Exchange, Queue
+from kombu.exceptions import OperationalError
 from nameko.amqp.publish import Publisher
 from nameko.exceptions import ContainerBeingKilled
 from nameko.events import EventDispatcher, EventHandler
 
 from contracts import ContractError, MessageType, build_envelope, parse_envelope
-from services.common.metrics import MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED, MESSAGES_PUBLISHED, MESSAGES_RETRIED
+from services.common.metrics import (
+    MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED, MESSAGES_PUBLISHED, MESSAGES_RETRIED, message_type_label,
+)
 from services.common.mongo import Database
+from services.common.queue_type import durable_queue
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +136,10 @@ class MessageHandler(EventHandler):
         self._pending: list[Delivery] = []
         self._flush_timer = None
         self._stopped = False
-        self.dead_letter_queue = dead_letter_queue(self.queue.name)
-        self.retry_queues = retry_queues(self.queue.name, retry_delays(self.container.config))
+        durable_queue(self.queue)  # LINLI_QUEUE_TYPE, as the retry and dead-letter queues
+        self.dead_letter_queue = durable_queue(dead_letter_queue(self.queue.name))
+        delays = retry_delays(self.container.config)
+        self.retry_queues = [durable_queue(q) for q in retry_queues(self.queue.name, delays)]
         self.dead_letter_publisher = Publisher(
             self.container.config["AMQP_URI"],
             serializer="json",
@@ -204,15 +211,22 @@ class MessageHandler(EventHandler):
                 self.queue_consumer.requeue_message(delivery.message)
 
     def handle_processed(self, batch, worker_ctx, result=None, exc_info=None):
-        if exc_info is None:
-            for delivery in batch:
-                self.queue_consumer.ack_message(delivery.message)
-        elif len(batch) == 1:
-            self.retry_or_dead_letter(batch[0], exc_info[1])
-            self.queue_consumer.ack_message(batch[0].message)
-        else:
-            # Find the message that fails: each on its own, outside this worker.
-            self.container.spawn_managed_thread(lambda: [self._spawn([d]) for d in batch])
+        try:
+            if exc_info is None:
+                for delivery in batch:
+                    self.queue_consumer.ack_message(delivery.message)
+            elif len(batch) == 1:
+                self.retry_or_dead_letter(batch[0], exc_info[1])
+                self.queue_consumer.ack_message(batch[0].message)
+            else:
+                # Find the message that fails: each on its own, outside this worker.
+                self.container.spawn_managed_thread(lambda: [self._spawn([d]) for d in batch])
+        except BROKER_CONNECTION_ERRORS as exc:
+            # The broker went away (a restart, a kill): nameko's ack only forgives amqp's own
+            # ConnectionError, and anything raised here kills the container. What was not acked
+            # comes back when the consumer reconnects, and is handled once (``exactly_once``).
+            log.warning("%s: the broker connection is gone (%s); %d message(s) will be redelivered",
+                        self.container.service_name, type(exc).__name__, len(batch))
         return result, exc_info
 
     def retry_or_dead_letter(self, delivery: Delivery, error: BaseException) -> None:
@@ -257,10 +271,12 @@ class MessageHandler(EventHandler):
                 "x-linli-attempts": attempts,
             },
         )
-        MESSAGES_DEAD_LETTERED.labels(service, type_name).inc()
+        MESSAGES_DEAD_LETTERED.labels(service, message_type_label(type_name)).inc()
 
 
 ATTEMPTS_HEADER = "x-linli-attempts"
+# A reset socket (OSError), a closed connection (amqp), a publish whose retries ran out (kombu).
+BROKER_CONNECTION_ERRORS = (OSError, AmqpConnectionError, RecoverableConnectionError, OperationalError)
 DEFAULT_RETRY_DELAYS_S = (1, 5, 30, 120)
 
 

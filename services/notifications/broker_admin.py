@@ -16,6 +16,8 @@ from eventlet.green import subprocess
 from kombu import Connection, Exchange, Queue
 from nameko.extensions import DependencyProvider
 
+from services.common.queue_type import durable_queue
+
 FEEDS_EXCHANGE = Exchange("linli.feeds", type="direct", durable=True)
 QUEUE_PREFIX = "linli.feed."
 
@@ -25,7 +27,8 @@ class BrokerAdminError(Exception):
 
 
 def partner_queue(partner_id: str) -> Queue:
-    return Queue(f"{QUEUE_PREFIX}{partner_id}", exchange=FEEDS_EXCHANGE, routing_key=partner_id, durable=True)
+    return durable_queue(Queue(f"{QUEUE_PREFIX}{partner_id}", exchange=FEEDS_EXCHANGE, routing_key=partner_id,
+                               durable=True))
 
 
 @dataclass(frozen=True)
