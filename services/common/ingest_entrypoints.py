@@ -28,6 +28,7 @@ from services.common.ingest import (
     INGEST_EXCHANGE, INGEST_MESSAGES, PERSISTENT, UNROUTED_QUEUE, IngestRejected, Rejections, check_body,
     declare_topology, declared, error, queue_for, type_label,
 )
+from services.common.messaging import CORRELATION_KEY
 from services.common.web import ApiError
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ RECONNECT_DELAY_S = 1.0
 
 class IngestConsumer(Entrypoint):
     """Consumes raw ingest messages from one queue in a thread of its own (see the module docstring)."""
+
+    log_kind = "ingest"  # in the entrypoint log lines
 
     def __init__(self, message_type: MessageType | None, prefetch_count: int = 20, **kwargs):
         self.message_type = message_type
@@ -52,6 +55,7 @@ class IngestConsumer(Entrypoint):
         self.replies = Publisher(self.amqp_uri, use_confirms=True, serializer="json")
         self._stopping = False
         self._thread = None
+        self.consuming = False  # /ready asks
         probe = Connection(self.amqp_uri)
         self._broker_errors = (OSError, *probe.connection_errors, *probe.channel_errors)
 
@@ -75,17 +79,21 @@ class IngestConsumer(Entrypoint):
                     channel = connection.channel()
                     with Consumer(channel, queues=[self.queue], on_message=self._on_message, no_ack=False,
                                   prefetch_count=self.prefetch_count):
+                        self.consuming = True
                         while not self._stopping:
                             try:
                                 connection.drain_events(timeout=0.5)
                             except socket.timeout:
                                 connection.heartbeat_check()
             except self._broker_errors as exc:
+                self.consuming = False
                 log.warning("ingest consumer of %s lost the broker (%s); reconnecting",
                             self.queue.name, type(exc).__name__)
                 eventlet.sleep(RECONNECT_DELAY_S)
 
     def _on_message(self, message):
+        if not isinstance(message.body, bytes):  # py-amqp hands over an empty body as '' (str)
+            message.body = message.body.encode()
         routing_key = message.delivery_info.get("routing_key")
         try:
             envelope = check_body(message.body, message.content_type, routing_key)
@@ -96,7 +104,11 @@ class IngestConsumer(Entrypoint):
                 rejected.errors.append(error("unrouted", None, f"no Linli service consumes routing key "
                                                                f"{(routing_key or '')[:100]!r}"))
             return self._park(message, rejected)
-        context = {"correlation_id": message.properties.get("correlation_id") or envelope.id}
+        except Exception as exc:  # noqa: BLE001 - a check that fails unforeseen must park the message, not kill us
+            log.error("ingest: checking a message on %s failed (%s); parked", self.queue.name, type(exc).__name__)
+            return self._park(message, IngestRejected([error("processing_failed", None,
+                                                             f"the message could not be checked ({type(exc).__name__})")]))
+        context = {CORRELATION_KEY: message.properties.get("correlation_id") or envelope.correlationid or envelope.id}
         try:
             self.container.spawn_worker(self, (envelope,), {}, context_data=context,
                                         handle_result=partial(self._processed, message, envelope))
@@ -171,9 +183,9 @@ class IngestDoor(DependencyProvider):
         self.publisher = Publisher(amqp_uri, use_confirms=True, mandatory=True, delivery_mode=PERSISTENT)
 
     def get_dependency(self, worker_ctx):
-        return self.accept
+        return partial(self.accept, correlation_id=worker_ctx.context_data.get(CORRELATION_KEY))
 
-    def accept(self, request):
+    def accept(self, request, correlation_id: str | None = None):
         content_type = request.headers.get("Content-Type")
         try:
             if (request.content_length or 0) > MAX_INGEST_BYTES:
@@ -188,6 +200,6 @@ class IngestDoor(DependencyProvider):
         self.publisher.publish(request.get_data(), exchange=INGEST_EXCHANGE, routing_key=envelope.type,
                                content_type=content_type, content_encoding="binary",
                                message_id=envelope.id, app_id=f"http:{request.principal.subject}"[:200],
-                               headers={"x-linli-received-over": "http"})
+                               correlation_id=correlation_id, headers={"x-linli-received-over": "http"})
         INGEST_MESSAGES.labels(self.service, envelope.type, "forwarded_http").inc()
         return 202, {"id": envelope.id, "status": "accepted"}

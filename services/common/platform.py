@@ -3,8 +3,13 @@
 ``linli up`` (what ``make run`` calls): makes sure RabbitMQ answers, starts
 SecantusDB with its data under ``var/`` (unless ``LINLI_MONGO_URI`` points at a
 MongoDB), starts each service in its own ``nameko run`` process, waits for
-every ``/health``, prints what runs where, and on Ctrl-C or SIGTERM stops
+every ``/ready``, prints what runs where, and on Ctrl-C or SIGTERM stops
 everything it started, in reverse order. ``linli down`` sends that SIGTERM.
+
+``LINLI_SCALE=N`` (``make run SCALE=N``) starts N instances of each service, competing
+consumers on the same queues over the one SecantusDB: instance n listens on the
+configured port + 100 × (n − 1) (residents on 8001, 8101, 8201 by default), is
+``residents-n`` in the logs under ``var/log/`` and ``"instance": n`` in each log line.
 """
 from __future__ import annotations
 
@@ -33,6 +38,10 @@ SERVICES = (
     ("reports", 8004, "ReportsService"),
 )
 DEFAULT_MONGO_PORT = 27117
+INSTANCE_PORT_STEP = 100
+# nameko's CLI imports pkg_resources (hence setuptools<81): its deprecation warning, printed
+# before the LOGGING config applies, would be the one line of a service's log that is not JSON.
+QUIET_WARNINGS = "ignore:pkg_resources is deprecated as an API:UserWarning"
 STARTUP_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 20
 
@@ -53,8 +62,22 @@ def var_dir() -> Path:
     return Path(os.environ.get("LINLI_VAR_DIR", ROOT / "var")).resolve()
 
 
-def http_address(service: str, default_port: int) -> str:
-    return os.environ.get(f"LINLI_{service.upper()}_HTTP", f"127.0.0.1:{default_port}")
+def http_address(service: str, default_port: int, env=None) -> str:
+    return (os.environ if env is None else env).get(f"LINLI_{service.upper()}_HTTP", f"127.0.0.1:{default_port}")
+
+
+def scale(env) -> int:
+    """How many instances of each service to start: ``LINLI_SCALE``, 1 by default."""
+    raw = env.get("LINLI_SCALE") or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= 9:
+        raise PlatformError(f"LINLI_SCALE must be a whole number from 1 to 9, not {raw!r}")
+    return int(raw)
+
+
+def instance_address(address: str, instance: int) -> str:
+    """Where instance ``instance`` (from 1) of a service configured at ``address`` listens."""
+    host, port = address.rsplit(":", 1)
+    return f"{host}:{int(port) + INSTANCE_PORT_STEP * (instance - 1)}"
 
 
 def _port_answers(host: str, port: int) -> bool:
@@ -82,13 +105,14 @@ class Platform:
         self.children: list[Child] = []
         self.env = dict(os.environ)
 
-    def _spawn(self, name: str, argv: list[str]) -> Child:
+    def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> Child:
         log_path = self.logs / f"{name}.log"
         log = open(log_path, "ab")
         # A session of its own: the terminal's Ctrl-C reaches only this
         # supervisor, which then stops the children in order.
         process = subprocess.Popen(
-            argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         child = Child(name, process, log_path)
         self.children.append(child)
@@ -124,18 +148,22 @@ class Platform:
         self.env["LINLI_RESIDENTS_DATA_KEY"] = local_secret(
             self.var, "residents-data-key", "LINLI_RESIDENTS_DATA_KEY", lambda: Fernet.generate_key().decode()
         )
+        instances = scale(self.env)
         self.env["LINLI_MONGO_URI"] = self._mongo()
         for service, port, service_class in SERVICES:
-            address = http_address(service, port)
-            self.env[f"LINLI_{service.upper()}_HTTP"] = address
+            address = http_address(service, port, self.env)
+            self.env[f"LINLI_{service.upper()}_HTTP"] = address  # the first instance's, for the CLI
             config = ROOT / "services" / service / "config.yaml"
-            child = self._spawn(
-                service, [str(BIN / "nameko"), "run", "--config", str(config), f"services.{service}.service:{service_class}"]
-            )
-            child.url = f"http://{address}"
+            argv = [str(BIN / "nameko"), "run", "--config", str(config), f"services.{service}.service:{service_class}"]
+            for instance in range(1, instances + 1):
+                where = instance_address(address, instance)
+                child = self._spawn(service if instances == 1 else f"{service}-{instance}", argv,
+                                    env={f"LINLI_{service.upper()}_HTTP": where, "LINLI_INSTANCE": str(instance),
+                                         "PYTHONWARNINGS": _warning_filters(self.env)})
+                child.url = f"http://{where}"
         for child in self.children:
             if child.url:
-                _wait(lambda c=child: _healthy(c.url), STARTUP_TIMEOUT_S, child.name, child)
+                _wait(lambda c=child: _ready(c.url), STARTUP_TIMEOUT_S, child.name, child)
 
     def stop(self) -> None:
         for child in reversed(self.children):
@@ -156,7 +184,7 @@ class Platform:
     def describe(self) -> str:
         lines = ["Linli is up:"]
         for child in self.children:
-            where = f"{child.url}  (health: {child.url}/health, metrics: {child.url}/metrics)" if child.url else ""
+            where = f"{child.url}  (ready: {child.url}/ready, metrics: {child.url}/metrics)" if child.url else ""
             lines.append(f"  {child.name:<14} pid {child.process.pid:<7} {where}  log {child.log_path}")
         lines.append(f"  MongoDB        {self.env['LINLI_MONGO_URI']}")
         lines.append(f"  RabbitMQ       {self.env.get('LINLI_AMQP_URI', 'amqp://guest:guest@localhost:5672/')}")
@@ -168,9 +196,13 @@ class Platform:
         return next((c for c in self.children if c.process.poll() is not None), None)
 
 
-def _healthy(url: str) -> bool:
+def _warning_filters(env) -> str:
+    return ",".join(f for f in (env.get("PYTHONWARNINGS"), QUIET_WARNINGS) if f)
+
+
+def _ready(url: str) -> bool:
     try:
-        return requests.get(f"{url}/health", timeout=1).status_code == 200
+        return requests.get(f"{url}/ready", timeout=2).status_code == 200
     except requests.RequestException:
         return False
 

@@ -4,13 +4,18 @@
 the token is checked (401/403) before a worker is spawned, a handler returns
 a dict (or ``(status, dict)``) that is sent as JSON, and an ``ApiError`` is
 turned into ``{"error": code, "message": text, "details": {...}}``.
-Anything unexpected is a 500 whose body says nothing internal.
+Anything unexpected is a 500 whose body says nothing internal. Every response
+carries ``X-Correlation-Id``: the caller's, or one made up for the request (see
+``services.common.logs``), which the request's worker passes on.
 """
 from __future__ import annotations
 
 import json
 import logging
+import time
+from functools import partial
 
+from eventlet.event import Event
 from marshmallow import ValidationError
 from nameko.web.handlers import HttpRequestHandler
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
@@ -18,6 +23,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from services.common.auth import AuthError, principal_from_header
+from services.common.logs import CORRELATION_HEADER, correlation_id_from, http_outcome, log_call
+from services.common.messaging import CORRELATION_KEY
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -66,7 +73,7 @@ def read_json(request) -> dict:
     """The request body as a JSON object, or a 400 that says what is wrong with it."""
     try:
         body = json.loads(request.get_data(as_text=True) or "null")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: arrays or objects nested too deep
         raise ApiError(f"the body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError("the body must be a JSON object", code="invalid_json")
@@ -82,8 +89,10 @@ def load(schema, data, what: str = "the request") -> dict:
 
 
 class ApiEndpoint(HttpRequestHandler):
-    def __init__(self, method, url, scope: str | None = None, **kwargs):
+    def __init__(self, method, url, scope: str | None = None, *, request_schema=None, query_schema=None, **kwargs):
         self.scope = scope
+        # What the handler loads its body / query string with: only described (services.common.openapi).
+        self.request_schema, self.query_schema = request_schema, query_schema
         # The caller's mistakes are logged as warnings, not as our errors.
         kwargs.setdefault("expected_exceptions", (ApiError, AuthError, HTTPException))
         super().__init__(method, url, **kwargs)
@@ -96,12 +105,27 @@ class ApiEndpoint(HttpRequestHandler):
         super().setup()
 
     def handle_request(self, request):
+        started = time.monotonic()
+        correlation_id = correlation_id_from(request.headers.get(CORRELATION_HEADER))
+        response, worker_ran = self._respond(request, correlation_id)
+        if not worker_ran:  # refused before a worker was spawned: EntrypointLog never saw it
+            service = self.container.service_name
+            log_call(service=service, entrypoint=f"{service}.{self.method_name}", kind="http",
+                     correlation_id=correlation_id, outcome=http_outcome(response.status_code),
+                     duration_s=time.monotonic() - started, method=request.method, route=self.url,
+                     status=response.status_code)
+        response.headers[CORRELATION_HEADER] = correlation_id
+        return response
+
+    def _respond(self, request, correlation_id: str) -> tuple[Response, bool]:
+        """The response, and whether a worker made it. nameko's ``handle_request`` with the correlation
+        id in the worker's context data, whence RPC calls, envelopes and the outbox take it."""
         request.max_content_length = MAX_BODY_BYTES
         # max_content_length bites only when a handler reads the body; a route that
         # ignores its body must refuse an oversized one too.
         if (request.content_length or 0) > MAX_BODY_BYTES:
             return error_response(413, "request_entity_too_large",
-                                  f"the body is {request.content_length} bytes; the limit is {MAX_BODY_BYTES}")
+                                  f"the body is {request.content_length} bytes; the limit is {MAX_BODY_BYTES}"), False
         request.principal = None
         if self.scope is not None:
             try:
@@ -109,8 +133,29 @@ class ApiEndpoint(HttpRequestHandler):
                 request.principal = principal_from_header(secret, request.headers.get("Authorization"))
                 request.principal.require_scope(self.scope)
             except AuthError as exc:
-                return error_response(exc.status, exc.code, str(exc))
-        return super().handle_request(request)
+                return error_response(exc.status, exc.code, str(exc)), False
+        request.shallow = False
+        try:
+            args, kwargs = self.get_entrypoint_parameters(request)
+            self.check_signature(args, kwargs)
+            event = Event()
+            self.container.spawn_worker(self, args, kwargs, context_data={CORRELATION_KEY: correlation_id},
+                                        handle_result=partial(self.handle_result, event))
+        except Exception as exc:  # noqa: BLE001 - a bad signature, a container being killed
+            return self.response_from_exception(exc), False
+        return event.wait(), True
+
+    def handle_result(self, event, worker_ctx, result, exc_info):
+        """The response is made in the worker, so that the worker's log line has its status."""
+        try:
+            if exc_info is None:
+                response = self.response_from_result(result)
+            else:
+                response = self.response_from_exception(exc_info[1])
+        except Exception as exc:  # noqa: BLE001 - e.g. a result that is not JSON
+            response = self.response_from_exception(exc)
+        event.send(response)
+        return response, exc_info
 
     def response_from_result(self, result):
         if isinstance(result, Response):

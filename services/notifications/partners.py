@@ -89,7 +89,7 @@ class PartnerFeeds:
 
     # -- partners and subscriptions ------------------------------------------
 
-    @api("POST", "/partners", scope=ADMIN_SCOPE)
+    @api("POST", "/partners", scope=ADMIN_SCOPE, request_schema=RegisterPartner)
     def register_partner_over_http(self, request):
         return 201, self.register_partner_now(load(RegisterPartner(), read_json(request), "the partner"))
 
@@ -121,7 +121,8 @@ class PartnerFeeds:
         return {"id": partner["_id"], "name": partner["name"], "scopes": partner["scopes"],
                 "subscriptions": [_subscription_view(s) for s in feed_store.subscriptions_of(self.db, partner_id)]}
 
-    @api("POST", "/partners/<partner_id>/subscriptions", scope=ADMIN_SCOPE)
+    @api("POST", "/partners/<partner_id>/subscriptions", scope=ADMIN_SCOPE,
+         request_schema=Subscribe)
     def subscribe_over_http(self, request, partner_id):
         return 201, self.subscribe_now(partner_id, load(Subscribe(), read_json(request), "the subscription"))
 
@@ -183,7 +184,7 @@ class PartnerFeeds:
 
     # -- operating the feed --------------------------------------------------
 
-    @api("POST", "/partners/<partner_id>/replay", scope=ADMIN_SCOPE)
+    @api("POST", "/partners/<partner_id>/replay", scope=ADMIN_SCOPE, request_schema=Replay)
     def replay_over_http(self, request, partner_id):
         since = load(Replay(), read_json(request), "the replay")["since"]
         self._partner(partner_id)

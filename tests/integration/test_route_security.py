@@ -37,7 +37,9 @@ COMMUNITY_PARAMS = {"community_id", "resident_id", "event_id", "household_id", "
 
 PUBLIC = {  # (method, url) -> (how the caller is checked, why no scope)
     ("GET", "/health"): ("none", "a liveness probe; says only that the service is up"),
+    ("GET", "/ready"): ("none", "a readiness probe; names what is not ready (broker, database, consumers), no data"),
     ("GET", "/metrics"): ("none", "Prometheus scrape; counters by service and type, no personal data"),
+    ("GET", "/openapi.json"): ("none", "the API's description, generated from the code; no data"),
     ("POST", "/unsubscribe"): ("query", "RFC 8058 one-click link: the signed token in ?token= is the authority"),
     ("GET", "/feeds/<partner_id>"): ("bearer", "checks its own bearer token: feeds:read for its partner, or admin"),
 }
