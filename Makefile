@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 export LINLI_VAR_DIR ?= $(CURDIR)/var
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run stop test unit bench token lock clean contracts contracts-check contracts-release definitions test-chaos
+.PHONY: help venv run stop test unit bench token lock clean contracts contracts-check contracts-release definitions broker-users broker-permissions test-chaos test-ops deploy-check
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Linli needs Python 3.11"' 
@@ -23,19 +23,25 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## create .venv with the pinned dependencies
 
-run: $(STAMP) ## start RabbitMQ (if needed), SecantusDB and the four services; Ctrl-C stops
-	$(BIN)/linli up
+run: $(STAMP) ## start RabbitMQ (if needed), SecantusDB and the four services (SCALE=3: three of each); Ctrl-C stops
+	$(if $(SCALE),LINLI_SCALE=$(SCALE) )$(BIN)/linli up
 
 stop: $(STAMP) ## stop what `make run` started
 	$(BIN)/linli down
 
 test: $(STAMP) ## the whole suite: unit, integration (real RabbitMQ + SecantusDB), e2e
 	@deploy/local/rabbitmq.sh ensure test
-	@set +e; $(BIN)/pytest --ignore=tests/chaos $(PYTEST_ARGS); status=$$?; deploy/local/rabbitmq.sh release test; exit $$status
+	@set +e; $(BIN)/pytest --ignore=tests/chaos --ignore=tests/ops $(PYTEST_ARGS); status=$$?; deploy/local/rabbitmq.sh release test; exit $$status
 
-test-chaos: $(STAMP) ## the slow fault tests: kill -9 mid-stream, database outage, SIGTERM under load, two instances
+test-chaos: $(STAMP) ## the slow fault tests: kill -9, database outage, broker restart, SIGTERM, two instances, outbox crashes
 	@deploy/local/rabbitmq.sh ensure test
 	@set +e; $(BIN)/pytest tests/chaos $(PYTEST_ARGS); status=$$?; deploy/local/rabbitmq.sh release test; exit $$status
+
+test-ops: $(STAMP) ## metric catalogue, alert rules (promtool), a real Prometheus over the platform, manifests, e2e at SCALE=3
+	@deploy/local/prometheus.sh ensure
+	@deploy/local/rabbitmq.sh ensure test
+	@set +e; $(BIN)/pytest tests/ops $(PYTEST_ARGS) && LINLI_SCALE=3 $(BIN)/pytest tests/e2e $(PYTEST_ARGS); \
+	  status=$$?; deploy/local/rabbitmq.sh release test; exit $$status
 
 unit: $(STAMP) ## only the unit tests (no broker, no database)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
@@ -56,8 +62,17 @@ contracts-check: $(STAMP) ## fail if a schema breaks the released set in contrac
 contracts-release: $(STAMP) ## record the current schemas as the released set (after a release)
 	$(BIN)/python -m services.common.contract_docs release
 
-definitions: $(STAMP) ## regenerate deploy/rabbitmq/definitions.json (exchanges, queues, bindings, policies)
+definitions: $(STAMP) ## regenerate deploy/rabbitmq/ and deploy/k8s/rabbitmq/definitions.json (classic / quorum queues)
 	$(BIN)/python -m services.common.broker_definitions
+
+broker-permissions: $(STAMP) ## regenerate deploy/rabbitmq/permissions.json (each service's least permissions)
+	$(BIN)/python -m services.common.broker_users write
+
+broker-users: $(STAMP) ## create/update each service's RabbitMQ user in VHOST (passwords: LINLI_AMQP_PASSWORD_<SERVICE>)
+	$(BIN)/python -m services.common.broker_users apply --vhost $(or $(VHOST),/)
+
+deploy-check: $(STAMP) ## check deploy/ offline: YAML, Kubernetes schemas, kustomize, compose, Dockerfile
+	$(BIN)/pytest tests/ops/test_manifests.py $(PYTEST_ARGS)
 
 lock: $(STAMP) ## rewrite constraints.txt from the current venv
 	@{ echo "# Every package the venv holds, pinned: \`make lock\` rewrites this from a working venv."; \

@@ -13,12 +13,31 @@ from dataclasses import dataclass
 
 from nameko.amqp.publish import Publisher
 from nameko.extensions import DependencyProvider
+from prometheus_client import Counter
+from prometheus_client.core import GaugeMetricFamily
+
+from services.common.metrics import scrape_time_metrics
 
 from services.notifications import feed_store, feeds, webhooks
 from services.notifications.broker_admin import FEEDS_EXCHANGE
 
 log = logging.getLogger(__name__)
 TRY_AGAIN_S = 5  # after trouble on our side (broker, residents service): not the partner's attempt
+
+FEED_DELIVERIES = Counter(
+    "linli_feed_deliveries_total",
+    "Partner feed delivery attempts by partner, method (webhook | queue) and outcome "
+    "(sent | retry | failed | disabled | postponed).",
+    ["partner", "method", "outcome"],
+)
+FEED_OUTCOMES = ("sent", "retry", "failed", "disabled", "postponed")
+
+
+def _count(delivery: dict, outcome: str) -> None:
+    # A partner's series all start at 0 together, so its first failure shows in rate().
+    for each in FEED_OUTCOMES:
+        FEED_DELIVERIES.labels(delivery["partner_id"], delivery["method"], each)
+    FEED_DELIVERIES.labels(delivery["partner_id"], delivery["method"], outcome).inc()
 
 
 @dataclass(frozen=True)
@@ -78,6 +97,7 @@ def relay_due(db, feed_config: FeedConfig, fetch_personal) -> int:
         except Exception as exc:  # noqa: BLE001 - one delivery's trouble must not stop the others
             log.warning("feed delivery %s: %s", delivery["_id"], type(exc).__name__)
             feed_store.postpone(db, delivery, f"{type(exc).__name__}: {exc}", TRY_AGAIN_S)
+            _count(delivery, "postponed")
     return done
 
 
@@ -86,12 +106,14 @@ def _deliver(db, feed_config: FeedConfig, delivery: dict, fetch_personal) -> Non
     subscription = feed_store.find_subscription(db, delivery["subscription_id"])
     if subscription is None or subscription["status"] != "active":
         feed_store.disable_subscription(db, delivery, "the subscription is disabled")
+        _count(delivery, "disabled")
         return
     if delivery["method"] == "webhook":
         try:
             feeds.check_webhook_url(subscription["url"], settings.webhook_allow_private)
         except feeds.UnsafeUrl as exc:
             feed_store.mark_failed_attempt(db, delivery, f"{exc.code}: {exc}", None)
+            _count(delivery, "failed")
             return
     envelope = _partner_view(db, delivery, fetch_personal)
     if delivery["method"] == "queue":
@@ -100,11 +122,14 @@ def _deliver(db, feed_config: FeedConfig, delivery: dict, fetch_personal) -> Non
     outcome = webhooks.send(subscription["url"], subscription["secret"], envelope, settings.webhook_timeout_s)
     if outcome.delivered:
         feed_store.mark_sent(db, delivery)
+        _count(delivery, "sent")
     elif outcome.gone:
         feed_store.disable_subscription(db, delivery, outcome.error)
+        _count(delivery, "disabled")
     else:
         delay = feeds.next_retry_delay(delivery["attempts"] + 1, settings.retry_schedule_s, outcome.retry_after_s)
         feed_store.mark_failed_attempt(db, delivery, outcome.error, delay)
+        _count(delivery, "failed" if delay is None else "retry")
 
 
 def _partner_view(db, delivery: dict, fetch_personal) -> dict:
@@ -130,5 +155,34 @@ def _publish_to_queue(db, feed_config: FeedConfig, delivery: dict, envelope: dic
                                       message_id=envelope["id"])
     except Exception as exc:  # noqa: BLE001 - unroutable, nacked or unreachable: try again shortly
         feed_store.postpone(db, delivery, f"{type(exc).__name__}: {exc}", TRY_AGAIN_S)
+        _count(delivery, "postponed")
         return
     feed_store.mark_sent(db, delivery)
+    _count(delivery, "sent")
+
+
+@scrape_time_metrics("notifications")
+def failing_deliveries(container) -> list:
+    """Per partner and method: deliveries that failed at least once and are still pending, and how
+    long the oldest has waited — an endpoint failing for an hour shows here, whatever the retry schedule."""
+    import mongoengine
+
+    failing = GaugeMetricFamily("linli_feed_failing_deliveries",
+                                "Feed deliveries that failed at least once and are still pending.",
+                                labels=["partner", "method"])
+    oldest = GaugeMetricFamily("linli_feed_oldest_failing_delivery_age_seconds",
+                               "Age of the oldest feed delivery that failed at least once and is still pending.",
+                               labels=["partner", "method"])
+    database = mongoengine.get_connection("notifications")[container.config.get("MONGO_DB_PREFIX", "linli_")
+                                                           + "notifications"]
+    now = feed_store.now()
+    for group in database[feed_store.DELIVERIES].aggregate([
+        {"$match": {"status": "pending", "attempts": {"$gte": 1}}},
+        {"$group": {"_id": {"partner": "$partner_id", "method": "$method"}, "count": {"$sum": 1},
+                    "first": {"$min": "$created_at"}}},
+    ]):
+        labels = [group["_id"]["partner"], group["_id"]["method"]]
+        first = group["first"] if group["first"].tzinfo else group["first"].replace(tzinfo=now.tzinfo)
+        failing.add_metric(labels, group["count"])
+        oldest.add_metric(labels, max(0.0, (now - first).total_seconds()))
+    return [failing, oldest]
