@@ -102,8 +102,11 @@ def test_prometheus_sees_the_platform_as_the_scenario_left_it(platform, scenario
     until(lambda: value(prometheus, sent) == len(platform.smtp.messages()), "the email count to match", 30)
     assert value(prometheus, sent) >= scenario["emails"] >= 2 * residents
     assert value(prometheus, 'sum(linli_notification_deliveries_total{outcome="failed"})') == 0
-    # The rule that is the alert's numerator is computable (every series exists from the start).
-    assert value(prometheus, 'sum(rate(linli_notification_deliveries_total{outcome="failed"}[1m]))') == 0
+    # The rule that is the alert's numerator is computable (every series exists from the start) once
+    # Prometheus holds two samples of it, and it is 0.
+    failed_rate = 'sum(rate(linli_notification_deliveries_total{outcome="failed"}[1m]))'
+    until(lambda: value(prometheus, failed_rate) is not None, "two samples of the failure counter", 30)
+    assert value(prometheus, failed_rate) == 0
 
     # The entrypoint histogram yields the dashboard's latency quantiles (calls while Prometheus watches:
     # those of the scenario came before its first scrape, and a rate of 0 gives no quantile).
