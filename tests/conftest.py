@@ -8,6 +8,7 @@ import eventlet
 
 eventlet.monkey_patch()  # before anything imports socket or threading
 
+import contextlib  # noqa: E402
 import itertools  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
@@ -47,14 +48,22 @@ def free_port_fixture():
     return free_port
 
 
+@contextlib.contextmanager
+def own_vhost(name: str):
+    """The vhost ``name``, created for guest and deleted on leaving."""
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    try:
+        yield name
+    finally:
+        rabbitmqctl("delete_vhost", name)
+
+
 @pytest.fixture
 def vhost():
     """A RabbitMQ vhost for this test alone, removed afterwards."""
-    name = f"linli-test-{RUN_ID}-{next(_vhost_numbers)}"
-    rabbitmqctl("add_vhost", name)
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    yield name
-    rabbitmqctl("delete_vhost", name)
+    with own_vhost(f"linli-test-{RUN_ID}-{next(_vhost_numbers)}") as name:
+        yield name
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import RUN_ID, free_port, rabbitmqctl
+from tests.conftest import RUN_ID, free_port, own_vhost
 from tests.e2e.conftest import SERVICES, RunningPlatform
 from tests.integration.channel_servers import SmtpServer
 
@@ -52,11 +52,8 @@ def until(predicate, what: str, timeout_s: float = 60):
 
 @pytest.fixture(scope="session")
 def ops_vhost():
-    name = f"linli-test-{RUN_ID}-ops-{uuid.uuid4().hex[:6]}"
-    rabbitmqctl("add_vhost", name)
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    yield name
-    rabbitmqctl("delete_vhost", name)
+    with own_vhost(f"linli-test-{RUN_ID}-ops-{uuid.uuid4().hex[:6]}") as name:
+        yield name
 
 
 @pytest.fixture(scope="session")
