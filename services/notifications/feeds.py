@@ -233,7 +233,7 @@ def parse_cursor(after: str | None) -> int:
 
 
 def parse_limit(limit: str | None, default=100, maximum=1000) -> int:
-    if limit in (None, ""):
+    if limit is None:
         return default
     # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
     if not _DIGITS.fullmatch(limit) or not 1 <= int(limit) <= maximum:
@@ -251,7 +251,7 @@ def parse_delivery_cursor(after: str | None) -> str | None:
 
 
 def parse_delivery_status(status: str | None) -> str | None:
-    if status in (None, ""):
+    if status is None:
         return None
     if status not in DELIVERY_STATUSES:
         raise BadFeedQuery(f"status: one of {', '.join(DELIVERY_STATUSES)}, not {status!r}", {"status": status})

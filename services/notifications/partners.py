@@ -11,7 +11,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from functools import partial
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from nameko.exceptions import RemoteError
 from nameko.rpc import RpcProxy, rpc
 from pymongo.errors import DuplicateKeyError
@@ -63,12 +63,18 @@ class Replay(Schema):
 class FeedPage(Schema):
     """The query of ``GET /feeds/<id>`` (described in OpenAPI; ``feeds.parse_*`` read it)."""
 
+    class Meta:
+        unknown = EXCLUDE  # other parameters are ignored, as the handler ignores them
+
     after = fields.String(metadata={"description": "the `next` of the page before"})
     limit = fields.Integer(validate=validate.Range(min=1, max=1000))
 
 
 class DeliveriesPage(Schema):
     """The query of ``GET /partners/<id>/deliveries`` (described in OpenAPI; ``feeds.parse_*`` read it)."""
+
+    class Meta:
+        unknown = EXCLUDE
 
     after = fields.String(metadata={"description": "the `next` of the page before"})
     limit = fields.Integer(validate=validate.Range(min=1, max=500))
@@ -212,7 +218,7 @@ class PartnerFeeds:
         principal = principal_from_header(self.feed_config.settings.jwt_secret, request.headers.get("Authorization"))
         if ADMIN_SCOPE in principal.scopes:
             partner = self._partner(partner_id, principal)
-            if partner["scopes"]["personal_fields"] and PII_SCOPE not in principal.scopes:
+            if partner["scopes"].get("personal_fields") and PII_SCOPE not in principal.scopes:
                 raise Forbidden(f"this feed carries personal fields: an admin reads it only with {PII_SCOPE!r}")
         else:
             principal.require_scope(FEED_READ_SCOPE)

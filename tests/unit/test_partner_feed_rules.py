@@ -142,7 +142,7 @@ def test_a_partner_token_names_its_partner_and_cursors_are_checked():
         with pytest.raises(feeds.BadFeedQuery, match="after"):
             feeds.parse_cursor(bad)
     assert feeds.parse_limit("50") == 50
-    for bad in ("0", "x", "5000", "\u00b2", "9" * 40):
+    for bad in ("0", "x", "5000", "\u00b2", "9" * 40, ""):
         with pytest.raises(feeds.BadFeedQuery, match="limit"):
             feeds.parse_limit(bad)
 
@@ -153,6 +153,7 @@ def test_delivery_list_cursors_and_statuses_are_checked():
     for bad in ("17", "9" * 26, cursor + "x", cursor.upper()):
         with pytest.raises(feeds.BadFeedQuery, match="after"):
             feeds.parse_delivery_cursor(bad)
-    assert feeds.parse_delivery_status("failed") == "failed" and feeds.parse_delivery_status("") is None
-    with pytest.raises(feeds.BadFeedQuery, match="status"):
-        feeds.parse_delivery_status("lost")
+    assert feeds.parse_delivery_status("failed") == "failed" and feeds.parse_delivery_status(None) is None
+    for bad in ("lost", ""):
+        with pytest.raises(feeds.BadFeedQuery, match="status"):
+            feeds.parse_delivery_status(bad)
