@@ -30,6 +30,16 @@ class Forbidden(AuthError):
     code = "forbidden"
 
 
+class OutsideTokenCommunities(Forbidden):
+    """What a request touches reaches communities the token does not: ``details`` names them."""
+
+    code = "outside_token_communities"
+
+    def __init__(self, message: str, details: dict):
+        super().__init__(message)
+        self.details = details
+
+
 @dataclass(frozen=True)
 class Principal:
     subject: str
@@ -40,8 +50,24 @@ class Principal:
         if scope not in self.scopes:
             raise Forbidden(f"this token lacks the scope {scope!r}")
 
+    def communities_beyond(self, communities) -> list[str]:
+        """Of ``communities`` (ids, or ``*`` for all of them), those this token does not reach.
+        The one rule: a ``*`` token reaches every community; ``*`` is reached only by a ``*`` token."""
+        if ALL_COMMUNITIES in self.communities:
+            return []
+        return sorted(set(communities) - self.communities)
+
     def may_see(self, community_id: str) -> bool:
-        return ALL_COMMUNITIES in self.communities or community_id in self.communities
+        return not self.communities_beyond([community_id])
+
+    def require_communities(self, communities, what: str) -> None:
+        """403 ``outside_token_communities`` unless this token reaches every one of ``communities``
+        (a city-wide action: ``[ALL_COMMUNITIES]``); ``what`` names the object for the message."""
+        beyond = self.communities_beyond(communities)
+        if beyond:
+            raise OutsideTokenCommunities(
+                f"{what} reaches communities this token does not cover: {', '.join(beyond)}",
+                {"communities": beyond, "token_communities": sorted(self.communities)})
 
     def require_community(self, community_id: str) -> None:
         if not self.may_see(community_id):

@@ -10,14 +10,15 @@ written inside the exactly-once transaction, whose session mongoengine cannot ta
   envelope as it was on the bus (no personal data is ever stored here).
 - ``feed_deliveries``: one per queue/webhook send of an entry (a replay adds another):
   status ``pending`` | ``sent`` | ``failed`` | ``disabled``, attempts, last error,
-  when it is due, and the lease of the instance sending it.
+  when it is due, the lease of the instance sending it, and ``list_key`` (creation
+  time, then id: the unique, indexed order ``GET /partners/<id>/deliveries`` pages in).
 """
 from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 
 from contracts import registry
 from services.notifications import feeds
@@ -35,8 +36,13 @@ def ensure_indexes(db) -> None:
     db[ENTRIES].create_index([("partner_id", ASCENDING), ("method", ASCENDING), ("sequence", ASCENDING)])
     db[ENTRIES].create_index([("partner_id", ASCENDING), ("recorded_at", ASCENDING)])
     db[DELIVERIES].create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
-    db[DELIVERIES].create_index([("partner_id", ASCENDING), ("status", ASCENDING)])
+    db[DELIVERIES].create_index([("partner_id", ASCENDING), ("list_key", ASCENDING)])
+    db[DELIVERIES].create_index([("partner_id", ASCENDING), ("status", ASCENDING), ("list_key", ASCENDING)])
+    db[DELIVERIES].create_index([("subscription_id", ASCENDING), ("status", ASCENDING)])
     db[SUBSCRIPTIONS].create_index([("partner_id", ASCENDING)])
+    # Deliveries made before deliveries had a list_key get theirs (once: afterwards none lacks it).
+    for old in db[DELIVERIES].find({"list_key": {"$exists": False}}, {"created_at": 1}):
+        db[DELIVERIES].update_one({"_id": old["_id"]}, {"$set": {"list_key": _list_key(old["created_at"], old["_id"])}})
 
 
 def find_partner(db, partner_id: str) -> dict | None:
@@ -84,9 +90,14 @@ def record_message(db, envelope) -> int:
     return len(matching)
 
 
+def _list_key(created_at: datetime, delivery_id: str) -> str:
+    return f"{created_at:%Y%m%dT%H%M%S%f}-{delivery_id}"
+
+
 def _new_delivery(subscription: dict, entry_id: str, envelope_id: str, at: datetime, replay=False) -> dict:
+    delivery_id = uuid.uuid4().hex
     return {
-        "_id": uuid.uuid4().hex, "partner_id": subscription["partner_id"], "subscription_id": subscription["_id"],
+        "_id": delivery_id, "list_key": _list_key(at, delivery_id), "partner_id": subscription["partner_id"], "subscription_id": subscription["_id"],
         "method": subscription["method"], "entry_id": entry_id, "envelope_id": envelope_id, "replay": replay,
         "status": "pending", "attempts": 0, "last_error": None, "next_attempt_at": at, "lease_until": None,
         "created_at": at, "updated_at": at,
@@ -150,6 +161,22 @@ def postpone(db, delivery: dict, error: str, retry_in_s: float) -> None:
     _finish(db, delivery, {"last_error": error[:500], "next_attempt_at": now() + timedelta(seconds=retry_in_s)})
 
 
+def enable_subscription(db, partner_id: str, subscription_id: str) -> tuple[dict | None, int]:
+    """The subscription active again, and its deliveries stopped by the disable due now (the same
+    envelope ids, so the partner can deduplicate); (None, 0) if the partner has no such subscription.
+    Messages published while it was disabled were not recorded for it, and are not sent."""
+    subscription = db[SUBSCRIPTIONS].find_one_and_update(
+        {"_id": subscription_id, "partner_id": partner_id},
+        {"$set": {"status": "active", "disabled_reason": None, "disabled_at": None, "enabled_at": now()}},
+        return_document=ReturnDocument.AFTER)
+    if subscription is None:
+        return None, 0
+    resumed = db[DELIVERIES].update_many(
+        {"subscription_id": subscription_id, "status": "disabled"},
+        {"$set": {"status": "pending", "next_attempt_at": now(), "lease_until": None, "updated_at": now()}})
+    return subscription, resumed.modified_count
+
+
 def disable_subscription(db, delivery: dict, reason: str) -> None:
     """The endpoint is gone (HTTP 410): the subscription is disabled and its pending deliveries stop."""
     db[SUBSCRIPTIONS].update_one({"_id": delivery["subscription_id"]},
@@ -165,9 +192,13 @@ def _finish(db, delivery: dict, changes: dict) -> None:
                               {"$set": {**changes, "lease_until": None, "updated_at": now()}})
 
 
-def deliveries_of(db, partner_id: str, status: str | None, limit: int = 200) -> list[dict]:
-    query = {"partner_id": partner_id, **({"status": status} if status else {})}
-    return list(db[DELIVERIES].find(query).sort("created_at", ASCENDING).limit(limit))
+def deliveries_page(db, partner_id: str, status: str | None, after: str | None, limit: int):
+    """Up to ``limit`` of the partner's deliveries (with ``status``), newest first, older than the cursor
+    ``after``; and the cursor of the next page, or None when there is no more."""
+    query = {"partner_id": partner_id, **({"status": status} if status else {}),
+             **({"list_key": {"$lt": after}} if after else {})}
+    items = list(db[DELIVERIES].find(query).sort("list_key", DESCENDING).limit(limit + 1))
+    return items[:limit], (items[limit - 1]["list_key"] if len(items) > limit else None)
 
 
 def retry_delivery(db, partner_id: str, delivery_id: str) -> dict | None:

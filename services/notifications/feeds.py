@@ -24,6 +24,10 @@ PARTNER_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,47}$")
 # Seconds to wait before each attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (about a day).
 DEFAULT_RETRY_SCHEDULE_S = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 PARTNER_SUBJECT_PREFIX = "partner:"
+DELIVERY_STATUSES = ("pending", "sent", "failed", "disabled")
+MAX_SEQUENCE = 2 ** 63 - 1
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_DELIVERY_CURSOR = re.compile(r"[0-9]{8}T[0-9]{12}-[0-9a-f]{32}")
 
 # Which service publishes each type a partner may receive, so the feed consumer binds the right exchange.
 SOURCES_BY_PREFIX = {"resident": "residents", "event": "events", "registration": "events",
@@ -220,16 +224,35 @@ def partner_of(subject: str) -> str | None:
 
 
 def parse_cursor(after: str | None) -> int:
+    """A feed cursor: a sequence number, 0 to 2**63 - 1 (what the database holds)."""
     if after in (None, ""):
         return 0
-    if not after.isdigit():
+    if not _DIGITS.fullmatch(after) or int(after) > MAX_SEQUENCE:
         raise BadFeedQuery(f"after: not a cursor from this feed: {after!r}", {"after": after})
     return int(after)
 
 
 def parse_limit(limit: str | None, default=100, maximum=1000) -> int:
-    if limit in (None, ""):
+    if limit is None:
         return default
-    if not limit.isdigit() or not 1 <= int(limit) <= maximum:
+    # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+    if not _DIGITS.fullmatch(limit) or not 1 <= int(limit) <= maximum:
         raise BadFeedQuery(f"limit: must be a whole number from 1 to {maximum}, not {limit!r}", {"limit": limit})
     return int(limit)
+
+
+def parse_delivery_cursor(after: str | None) -> str | None:
+    """A cursor of the deliveries list: the ``next`` a previous page gave."""
+    if after in (None, ""):
+        return None
+    if not _DELIVERY_CURSOR.fullmatch(after):
+        raise BadFeedQuery(f"after: not a cursor from this list: {after!r}", {"after": after})
+    return after
+
+
+def parse_delivery_status(status: str | None) -> str | None:
+    if status is None:
+        return None
+    if status not in DELIVERY_STATUSES:
+        raise BadFeedQuery(f"status: one of {', '.join(DELIVERY_STATUSES)}, not {status!r}", {"status": status})
+    return status

@@ -9,8 +9,9 @@ from ``GET /feeds/<partner>``. The rules are in ``feeds``, storage in
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import partial
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from nameko.exceptions import RemoteError
 from nameko.rpc import RpcProxy, rpc
 from pymongo.errors import DuplicateKeyError
@@ -24,6 +25,7 @@ from services.notifications.broker_admin import BrokerAdminError, PartnerBroker
 
 ADMIN_SCOPE = "notifications:admin"
 FEED_READ_SCOPE = "feeds:read"
+PII_SCOPE = "residents:pii"
 
 
 def _communities(value):
@@ -58,6 +60,27 @@ class Replay(Schema):
     since = fields.AwareDateTime(required=True, format="iso")
 
 
+class FeedPage(Schema):
+    """The query of ``GET /feeds/<id>`` (described in OpenAPI; ``feeds.parse_*`` read it)."""
+
+    class Meta:
+        unknown = EXCLUDE  # other parameters are ignored, as the handler ignores them
+
+    after = fields.String(metadata={"description": "the `next` of the page before"})
+    limit = fields.Integer(validate=validate.Range(min=1, max=1000))
+
+
+class DeliveriesPage(Schema):
+    """The query of ``GET /partners/<id>/deliveries`` (described in OpenAPI; ``feeds.parse_*`` read it)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    after = fields.String(metadata={"description": "the `next` of the page before"})
+    limit = fields.Integer(validate=validate.Range(min=1, max=500))
+    status = fields.String(validate=validate.OneOf(feeds.DELIVERY_STATUSES))
+
+
 @contextmanager
 def _feed_rules():
     """A refused feed rule as the HTTP/RPC error that names it."""
@@ -76,8 +99,21 @@ def _subscription_view(subscription: dict) -> dict:
 
 def _delivery_view(item: dict) -> dict:
     keys = ("subscription_id", "envelope_id", "method", "status", "attempts", "last_error", "replay",
-            "next_attempt_at", "updated_at")
+            "next_attempt_at", "created_at", "updated_at")
     return {"id": item["_id"], **{k: item.get(k) for k in keys}}
+
+
+def _require_may_grant(principal, scopes: feeds.PartnerScopes) -> None:
+    """Who registers a partner must reach all its communities, and hold residents:pii to give it personal fields."""
+    principal.require_communities(scopes.communities, "the partner's scopes")
+    if scopes.personal_fields and PII_SCOPE not in principal.scopes:
+        raise Forbidden(f"personal fields for a partner need the scope {PII_SCOPE!r}")
+
+
+def _require_reach(principal, partner: dict) -> None:
+    """The per-object check of every partner route: the token reaches every community of the partner's
+    scopes (its subscriptions lie within them; a ``*`` partner needs a ``*`` token)."""
+    principal.require_communities(partner["scopes"]["communities"], f"partner {partner['_id']!r}")
 
 
 class PartnerFeeds:
@@ -91,16 +127,19 @@ class PartnerFeeds:
 
     @api("POST", "/partners", scope=ADMIN_SCOPE, request_schema=RegisterPartner)
     def register_partner_over_http(self, request):
-        return 201, self.register_partner_now(load(RegisterPartner(), read_json(request), "the partner"))
+        command = load(RegisterPartner(), read_json(request), "the partner")
+        return 201, self.register_partner_now(command, authorise=partial(_require_may_grant, request.principal))
 
     @rpc
     def register_partner(self, partner: dict) -> dict:
         """Register a partner department; the answer holds its broker password, given only this once."""
         return self.register_partner_now(load(RegisterPartner(), partner, "the partner"))
 
-    def register_partner_now(self, command: dict) -> dict:
+    def register_partner_now(self, command: dict, authorise=lambda scopes: None) -> dict:
+        """``authorise(scopes)`` refuses what the caller may not grant (RPC callers are trusted)."""
         with _feed_rules():
             scopes = feeds.PartnerScopes.from_request(**command["scopes"])
+        authorise(scopes)
         try:
             feed_store.insert_partner(self.db, {"_id": command["id"], "name": command["name"],
                                                 "scopes": scopes.to_document()})
@@ -117,13 +156,14 @@ class PartnerFeeds:
 
     @api("GET", "/partners/<partner_id>", scope=ADMIN_SCOPE)
     def partner_over_http(self, request, partner_id):
-        partner = self._partner(partner_id)
+        partner = self._partner(partner_id, request.principal)
         return {"id": partner["_id"], "name": partner["name"], "scopes": partner["scopes"],
                 "subscriptions": [_subscription_view(s) for s in feed_store.subscriptions_of(self.db, partner_id)]}
 
     @api("POST", "/partners/<partner_id>/subscriptions", scope=ADMIN_SCOPE,
          request_schema=Subscribe)
     def subscribe_over_http(self, request, partner_id):
+        self._partner(partner_id, request.principal)
         return 201, self.subscribe_now(partner_id, load(Subscribe(), read_json(request), "the subscription"))
 
     @rpc
@@ -146,6 +186,15 @@ class PartnerFeeds:
             "method": command["method"], "url": command["url"] if secret else None, "secret": secret})
         return {**_subscription_view(subscription), **({"secret": secret} if secret else {})}
 
+    @api("POST", "/partners/<partner_id>/subscriptions/<subscription_id>/enable", scope=ADMIN_SCOPE)
+    def enable_subscription_over_http(self, request, partner_id, subscription_id):
+        """A subscription disabled (by its webhook's 410) active again; its held deliveries are sent."""
+        self._partner(partner_id, request.principal)
+        subscription, resumed = feed_store.enable_subscription(self.db, partner_id, subscription_id)
+        if subscription is None:
+            raise NotFound(f"partner {partner_id!r} has no subscription {subscription_id!r}")
+        return {**_subscription_view(subscription), "resumed_deliveries": resumed}
+
     # -- the feed: recording, delivering, reading ----------------------------
 
     @multi_source_message_handler(feeds.partner_feed_types())
@@ -164,15 +213,18 @@ class PartnerFeeds:
                 return None
             raise
 
-    @api("GET", "/feeds/<partner_id>")
+    @api("GET", "/feeds/<partner_id>", query_schema=FeedPage)
     def pull_feed(self, request, partner_id):
         principal = principal_from_header(self.feed_config.settings.jwt_secret, request.headers.get("Authorization"))
-        is_admin = ADMIN_SCOPE in principal.scopes
-        if not is_admin:
+        if ADMIN_SCOPE in principal.scopes:
+            partner = self._partner(partner_id, principal)
+            if partner["scopes"].get("personal_fields") and PII_SCOPE not in principal.scopes:
+                raise Forbidden(f"this feed carries personal fields: an admin reads it only with {PII_SCOPE!r}")
+        else:
             principal.require_scope(FEED_READ_SCOPE)
             if feeds.partner_of(principal.subject) != partner_id:
                 raise Forbidden("a partner token reads only its own partner's feed")
-        partner = self._partner(partner_id)
+            partner = self._partner(partner_id)
         with _feed_rules():
             after = feeds.parse_cursor(request.args.get("after"))
             limit = feeds.parse_limit(request.args.get("limit"))
@@ -186,19 +238,25 @@ class PartnerFeeds:
 
     @api("POST", "/partners/<partner_id>/replay", scope=ADMIN_SCOPE, request_schema=Replay)
     def replay_over_http(self, request, partner_id):
+        self._partner(partner_id, request.principal)
         since = load(Replay(), read_json(request), "the replay")["since"]
-        self._partner(partner_id)
         return 202, {"partner_id": partner_id, "since": since.isoformat(),
                      "deliveries": feed_store.replay(self.db, partner_id, since)}
 
-    @api("GET", "/partners/<partner_id>/deliveries", scope=ADMIN_SCOPE)
+    @api("GET", "/partners/<partner_id>/deliveries", scope=ADMIN_SCOPE, query_schema=DeliveriesPage)
     def deliveries_over_http(self, request, partner_id):
-        self._partner(partner_id)
-        items = feed_store.deliveries_of(self.db, partner_id, request.args.get("status"))
-        return {"partner_id": partner_id, "items": [_delivery_view(item) for item in items]}
+        """Newest first, ``limit`` (1-500, default 50) a page; ``next`` is the ``after`` of the next page."""
+        self._partner(partner_id, request.principal)
+        with _feed_rules():
+            status = feeds.parse_delivery_status(request.args.get("status"))
+            after = feeds.parse_delivery_cursor(request.args.get("after"))
+            limit = feeds.parse_limit(request.args.get("limit"), default=50, maximum=500)
+        items, next_cursor = feed_store.deliveries_page(self.db, partner_id, status, after, limit)
+        return {"partner_id": partner_id, "items": [_delivery_view(item) for item in items], "next": next_cursor}
 
     @api("POST", "/partners/<partner_id>/deliveries/<delivery_id>/retry", scope=ADMIN_SCOPE)
     def retry_delivery_over_http(self, request, partner_id, delivery_id):
+        self._partner(partner_id, request.principal)
         retried = feed_store.retry_delivery(self.db, partner_id, delivery_id)
         if retried is None:
             found = feed_store.find_delivery(self.db, partner_id, delivery_id)
@@ -208,8 +266,11 @@ class PartnerFeeds:
                            {"status": found["status"]}, code="not_retryable")
         return 202, _delivery_view(retried)
 
-    def _partner(self, partner_id: str) -> dict:
+    def _partner(self, partner_id: str, principal=None) -> dict:
+        """The partner, or 404; with an admin's ``principal``, 403 unless the token reaches it."""
         partner = feed_store.find_partner(self.db, partner_id)
         if partner is None:
             raise NotFound(f"no partner {partner_id!r}")
+        if principal is not None:
+            _require_reach(principal, partner)
         return partner

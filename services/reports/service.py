@@ -11,6 +11,7 @@ from nameko.timer import timer
 from pymongo.errors import DuplicateKeyError
 
 from contracts import COMMUNITY_ASSESSED
+from services.common.auth import ALL_COMMUNITIES
 from services.common.base import ServiceBase
 from services.common.messaging import fact_id
 from services.common.multi_source import every_message_handler
@@ -71,6 +72,7 @@ class ReportsService(export_api.ReportExports, ServiceBase):
 
     @api("POST", "/projections/rebuild", scope="reports:admin")
     def rebuild_over_http(self, request):
+        request.principal.require_communities([ALL_COMMUNITIES], "a rebuild of every community's projections")
         return self.rebuild()
 
     # -- RPC ---------------------------------------------------------------------------

@@ -45,14 +45,14 @@ MAX_REQUEST_LINE = 8192  # eventlet.wsgi answers a longer request line 414 itsel
 NO_INPUT = {"/health", "/ready", "/metrics", "/openapi.json", "/history/unknown", "/projections/rebuild"}
 PATH_PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
 # Parameters that must name something that exists: junk there is a 4xx, whatever else the request says.
-MUST_EXIST = {"resident_id", "event_id", "import_id", "partner_id", "delivery_id", "notification_id", "action",
-              "fmt", "name", "month"}
+MUST_EXIST = {"resident_id", "event_id", "import_id", "partner_id", "delivery_id", "subscription_id", "notification_id",
+              "action", "fmt", "name", "month"}
 QUERY_NAMES = {  # what routes read from the query string, fuzzed beside random names
     "/residents": ["community_id", "grid_id", "household_id", "tag", "nationality", "residence_type", "name",
                    "status", "page", "page_size"],
     "/events": ["community_id", "lang"], "/events/<event_id>": ["lang"],
     "/residents/<resident_id>/inbox": ["unread", "limit"], "/communities/<community_id>/inbox": ["unread", "limit"],
-    "/feeds/<partner_id>": ["after", "limit"], "/partners/<partner_id>/deliveries": ["status"],
+    "/feeds/<partner_id>": ["after", "limit"], "/partners/<partner_id>/deliveries": ["status", "after", "limit"],
     "/residents/imports": ["filename"], "/unsubscribe": ["token"],
 }
 DATE_QUERY = ["from", "to", "month"]  # the reports' months, on every reports route

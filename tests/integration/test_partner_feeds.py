@@ -112,6 +112,15 @@ def platform(container_factory, config, free_port, partner_user_prefix, amqp_uri
             return self.notifications("GET", f"/partners/{partner_id}/deliveries",
                                       params={"status": status} if status else {}).json()["items"]
 
+        def residents_registered(self, count):
+            """``count`` resident.registered messages in tongzilin, straight onto the bus; their ids."""
+            envelopes = [build_envelope("resident.registered", {**RESIDENT_REGISTERED.example,
+                                                                "community_id": "tongzilin"},
+                                        source="linli/residents", community="tongzilin") for _ in range(count)]
+            for envelope in envelopes:
+                self.publish_raw("residents", envelope)
+            return [envelope.id for envelope in envelopes]
+
         def publish_raw(self, source, envelope):
             with Connection(amqp_uri) as connection:
                 Producer(connection.default_channel).publish(
@@ -119,6 +128,11 @@ def platform(container_factory, config, free_port, partner_user_prefix, amqp_uri
                     routing_key=envelope.type, serializer="json")
 
     return Platform()
+
+
+def bearer(*communities, scopes=("notifications:admin",)):
+    token = issue_token(TEST_SECRET, subject="test", scopes=list(scopes), communities=list(communities))
+    return {"Authorization": f"Bearer {token}"}
 
 
 def pika_connection(credentials):
@@ -401,3 +415,120 @@ def test_two_instances_never_claim_one_delivery_at_once(mongo_client, config):
     claims = [c for c in pool.imap(lambda n: feed_store.claim_due_delivery(db, 60, f"instance-{n}"), range(10)) if c]
     assert len(claims) == 1
     assert feed_store.claim_due_delivery(db, 60, "late") is None  # leased until the holder finishes
+
+
+def test_a_one_community_admin_reaches_only_partners_within_its_communities(platform):
+    local = bearer("tongzilin")
+
+    def register(partner_id, scopes, headers=local):
+        return platform.notifications("POST", "/partners", headers=headers,
+                                      json={"id": partner_id, "name": partner_id, "scopes": scopes})
+
+    city_wide = register("culture-bureau", CULTURE_SCOPES)
+    assert city_wide.status_code == 403 and city_wide.json()["error"] == "outside_token_communities"
+    assert city_wide.json()["details"]["communities"] == ["*"]
+    two = register("civil-affairs", {"types": ["resident.*"], "communities": ["tongzilin", "yulin"]})
+    assert two.status_code == 403 and two.json()["details"]["communities"] == ["yulin"]
+    personal = register("exit-entry", EXIT_ENTRY_SCOPES)  # tongzilin only, but with personal fields
+    assert personal.status_code == 403 and "residents:pii" in personal.json()["message"]
+    assert platform.notifications("GET", "/partners/culture-bureau").status_code == 404  # nothing was made
+    with_pii = bearer("tongzilin", scopes=("notifications:admin", "residents:pii"))
+    assert register("exit-entry", EXIT_ENTRY_SCOPES, headers=with_pii).status_code == 201
+    assert register("grid-centre", {"types": ["resident.registered"], "communities": ["tongzilin"]}).status_code == 201
+    assert platform.notifications("GET", "/partners/grid-centre", headers=local).status_code == 200
+    own = platform.notifications("POST", "/partners/grid-centre/subscriptions", headers=local, json={
+        "types": ["resident.registered"], "communities": ["tongzilin"], "method": "pull"})
+    assert own.status_code == 201, own.text
+
+    platform.partner("culture-bureau", CULTURE_SCOPES)  # by the city's admin
+    inside = platform.subscribe("culture-bureau", types=["event.scheduled"], communities=["tongzilin"], method="pull")
+    since = datetime.now(timezone.utc).isoformat()
+    for method, path, kwargs in (
+            ("GET", "/partners/culture-bureau", {}),
+            ("POST", "/partners/culture-bureau/subscriptions",
+             {"json": {"types": ["event.scheduled"], "communities": ["tongzilin"], "method": "pull"}}),
+            ("POST", f"/partners/culture-bureau/subscriptions/{inside['id']}/enable", {}),
+            ("POST", "/partners/culture-bureau/replay", {"json": {"since": since}}),
+            ("GET", "/partners/culture-bureau/deliveries", {}),
+            ("POST", "/partners/culture-bureau/deliveries/0123456789abcdef/retry", {}),
+            ("GET", "/feeds/culture-bureau", {})):
+        answer = platform.notifications(method, path, headers=local, **kwargs)
+        assert answer.status_code == 403, (method, path, answer.status_code, answer.text)
+        assert answer.json()["error"] == "outside_token_communities" and answer.json()["details"]["communities"] == [
+            "*"], (method, path, answer.text)
+
+    # Within its community, a feed with personal fields is read only with residents:pii.
+    platform.subscribe("exit-entry", types=["resident.registered"], communities=["tongzilin"], method="pull")
+    feed = platform.notifications("GET", "/feeds/exit-entry", headers=local)
+    assert feed.status_code == 403 and "residents:pii" in feed.json()["message"]
+    assert platform.notifications("GET", "/feeds/exit-entry", headers=with_pii).status_code == 200
+
+
+def test_deliveries_page_newest_first_with_a_cursor(platform):
+    platform.partner("grid-centre", {"types": ["resident.registered"], "communities": ["tongzilin"]})
+    platform.subscribe("grid-centre", types=["resident.registered"], communities=["tongzilin"], method="queue")
+    sent = platform.residents_registered(7)
+    eventually(lambda: len(platform.deliveries("grid-centre")) == 7, what="seven deliveries")
+
+    def page(after=None, **params):
+        response = platform.notifications("GET", "/partners/grid-centre/deliveries",
+                                          params={"limit": 3, **params, **({"after": after} if after else {})})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    pages, cursors, after = [], [], None
+    while True:
+        current = page(after)
+        pages.append(current["items"])
+        cursors.append(after)
+        after = current["next"]
+        if after is None:
+            break
+    assert [len(p) for p in pages] == [3, 3, 1]
+    listed = [item for p in pages for item in p]
+    assert sorted(item["envelope_id"] for item in listed) == sorted(sent)  # no gaps, no duplicates
+    created = [item["created_at"] for item in listed]
+    assert created == sorted(created, reverse=True)  # newest first
+    assert [[i["id"] for i in page(cursor)["items"]] for cursor in cursors] == [[i["id"] for i in p] for p in pages]
+    assert page(None, limit=7)["next"] is None
+    eventually(lambda: len(platform.deliveries("grid-centre", "sent")) == 7, what="all sent")
+    assert [len(page(None, status="sent")["items"]), page(None, status="failed")["items"]] == [3, []]
+
+
+def test_bad_paging_parameters_are_400s_naming_the_parameter(platform):
+    platform.partner("grid-centre", {"types": ["resident.registered"], "communities": ["tongzilin"]})
+    huge = "9" * 26
+    for path in ("/feeds/grid-centre", "/partners/grid-centre/deliveries"):
+        for name, value in (("after", huge), ("after", str(2 ** 63)), ("after", "-1"), ("after", "\u00b2"),
+                            ("after", "1.5"), ("limit", huge), ("limit", "0"), ("limit", "-3"),
+                            ("limit", "\u00b2"), ("limit", "ten")):
+            answer = platform.notifications("GET", path, params={name: value})
+            assert answer.status_code == 400, (path, name, value, answer.status_code, answer.text)
+            assert answer.json()["details"] == {name: value} and name in answer.json()["message"], answer.text
+    assert platform.notifications("GET", "/feeds/grid-centre", params={"after": str(2 ** 63 - 1)}).status_code == 200
+    lost = platform.notifications("GET", "/partners/grid-centre/deliveries", params={"status": "lost"})
+    assert lost.status_code == 400 and lost.json()["details"] == {"status": "lost"}
+
+
+def test_a_subscription_disabled_by_410_is_enabled_again_and_sends_what_it_held(platform, receiver):
+    subscription = webhook_partner(platform, receiver)
+    receiver.script = [(410, {}, 0)]
+    event_id = platform.scheduled_event()
+    [held] = eventually(lambda: platform.deliveries("culture-bureau", "disabled"), what="the delivery disabled")
+    enable = f"/partners/culture-bureau/subscriptions/{subscription['id']}/enable"
+    enabled = platform.notifications("POST", enable)
+    assert enabled.status_code == 200, enabled.text
+    assert enabled.json()["status"] == "active" and enabled.json()["disabled_reason"] is None
+    assert enabled.json()["resumed_deliveries"] == 1
+    [sent] = eventually(lambda: platform.deliveries("culture-bureau", "sent"), what="the held delivery sent")
+    assert sent["id"] == held["id"] and receiver.requests[-1]["body"]["data"]["event_id"] == event_id
+    assert receiver.requests[1]["headers"]["webhook-id"] == receiver.requests[0]["headers"]["webhook-id"]
+    [shown] = platform.notifications("GET", "/partners/culture-bureau").json()["subscriptions"]
+    assert shown["status"] == "active"
+
+    platform.scheduled_event()  # and what comes now is delivered again
+    eventually(lambda: len(platform.deliveries("culture-bureau", "sent")) == 2, what="the next event sent")
+    again = platform.notifications("POST", enable)
+    assert again.status_code == 200 and again.json()["resumed_deliveries"] == 0
+    missing = platform.notifications("POST", "/partners/culture-bureau/subscriptions/nope/enable")
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"

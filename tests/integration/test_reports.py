@@ -186,3 +186,12 @@ def test_bad_months_and_unknown_communities(reports, token):
     assert reports.get("/scorecard", month="November").status_code == 400
     other = {"Authorization": f"Bearer {token(['reports:read'], communities=['yulin'])}"}
     assert reports.get("/communities/tongzilin/profile", headers=other).status_code == 403
+
+
+def test_a_rebuild_is_city_wide_and_needs_every_community(reports, config, token):
+    rebuild = f"http://{config['WEB_SERVER_ADDRESS']}/projections/rebuild"
+    local = requests.post(rebuild, headers={"Authorization": f"Bearer {token(['reports:admin'], ['tongzilin'])}"})
+    assert local.status_code == 403 and local.json()["error"] == "outside_token_communities", local.text
+    assert local.json()["details"]["communities"] == ["*"]
+    city = requests.post(rebuild, headers={"Authorization": f"Bearer {token(['reports:admin'], ['*'])}"})
+    assert city.status_code == 200, city.text

@@ -19,6 +19,7 @@ import requests
 
 from services.common.web import MAX_BODY_BYTES, ApiEndpoint
 from services.events.service import EventsService
+from services.notifications import feed_store
 from services.notifications.service import UNSUBSCRIBE_AUDIENCE, NotificationsService
 from services.reports.service import ReportsService
 from services.residents.service import ResidentsService
@@ -33,7 +34,9 @@ HOME, OTHER = "tongzilin", "yulin"
 # the route cannot know the community without revealing existence: an unknown resident, event or import id,
 # and notifications' /residents/<resident_id>/... before notifications has heard of the resident (the
 # fixture waits for the welcome, so the walk does not rely on that).
-COMMUNITY_PARAMS = {"community_id", "resident_id", "event_id", "household_id", "import_id"}
+COMMUNITY_PARAMS = {"community_id", "resident_id", "event_id", "household_id", "import_id", "partner_id"}
+# Routes that act on every community at once: a token of one community must get a 403.
+CITY_WIDE = {("POST", "/projections/rebuild")}
 
 PUBLIC = {  # (method, url) -> (how the caller is checked, why no scope)
     ("GET", "/health"): ("none", "a liveness probe; says only that the service is up"),
@@ -73,7 +76,7 @@ def fill(url, values):
 def path_values(ids):
     return {"community_id": HOME, "resident_id": ids["resident"], "event_id": ids["event"],
             "household_id": ids["household"], "import_id": ids["import"], "notification_id": "0" * 24,
-            "partner_id": "security-walk", "delivery_id": "0" * 24, "fmt": "csv", "month": "2026-11",
+            "partner_id": "security-walk", "subscription_id": ids["subscription"], "delivery_id": "0" * 24, "fmt": "csv", "month": "2026-11",
             "name": "population", "action": "schedule"}
 
 
@@ -136,7 +139,7 @@ def test_every_route_without_a_scope_is_known_public_or_self_authenticating():
 
 
 @pytest.fixture
-def platform(container_factory, config, free_port, token):
+def platform(container_factory, config, free_port, token, mongo_client):
     bases = {}
     for name, cls in SERVICES.items():
         address = f"127.0.0.1:{free_port()}"
@@ -148,8 +151,15 @@ def platform(container_factory, config, free_port, token):
     imported = requests.post(bases["residents"] + "/residents/imports", data=form_csv(1, seed=7),
                              params={"filename": "form.csv"}, headers=admin)
     assert (created.status_code, imported.status_code) == (201, 202), created.text + imported.text
+    # A partner of the home community, written straight to the database (no broker user to clean up).
+    notifications_db = mongo_client[config["MONGO_DB_PREFIX"] + "notifications"]
+    feed_store.insert_partner(notifications_db, {"_id": "security-walk", "name": "walk", "scopes": {
+        "types": ["event.scheduled"], "communities": [HOME], "personal_fields": [], "personal_residence_types": []}})
+    subscription = feed_store.insert_subscription(notifications_db, {
+        "partner_id": "security-walk", "types": ["event.scheduled"], "communities": [HOME], "method": "pull",
+        "url": None, "secret": None})
     ids = {"resident": created.json()["id"], "event": event_id, "import": imported.json()["id"],
-           "household": "tongzilin-h-walk"}
+           "household": "tongzilin-h-walk", "subscription": subscription["_id"]}
     # notifications learns the resident's community from resident.registered; until then it cannot tell.
     inbox = f"{bases['notifications']}/residents/{ids['resident']}/inbox"
     deadline = time.monotonic() + 30
@@ -199,6 +209,7 @@ def test_every_route_refuses_missing_bad_expired_unscoped_and_foreign_tokens(pla
         if scope is None:
             expect(route, "no feeds:read scope", {403}, send(bearer(token(ALL_SCOPES - {"feeds:read",
                                                                                        "notifications:admin"}))))
+            expect(route, f"admin of only {OTHER}", {403}, send(bearer(token(["notifications:admin"], [OTHER]))))
             continue
         unscoped = send(bearer(token(ALL_SCOPES - {scope}, communities=["*"])))
         expect(route, "every scope but its own", {403}, unscoped)
@@ -206,6 +217,8 @@ def test_every_route_refuses_missing_bad_expired_unscoped_and_foreign_tokens(pla
             failures.append(f"{method} {url}: the 403 does not name the missing scope {scope}")
         if names_a_community(url, extra):
             expect(route, f"only community {OTHER}", {403}, send(bearer(token([scope], communities=[OTHER]))))
+        if (method, url) in CITY_WIDE:
+            expect(route, f"only community {HOME}", {403}, send(bearer(token([scope], communities=[HOME]))))
     assert walked == len(ROUTES) and not failures, "\n".join(failures)
 
 

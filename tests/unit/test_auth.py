@@ -2,7 +2,9 @@ from datetime import timedelta
 
 import pytest
 
-from services.common.auth import AuthError, Forbidden, decode_token, issue_token, principal_from_header
+from services.common.auth import (
+    AuthError, Forbidden, OutsideTokenCommunities, decode_token, issue_token, principal_from_header,
+)
 
 SECRET = "unit-test-secret"
 
@@ -40,3 +42,16 @@ def test_a_token_signed_with_another_secret_is_refused():
 def test_a_missing_or_malformed_header_is_refused(header):
     with pytest.raises(AuthError):
         principal_from_header(SECRET, header)
+
+
+def test_what_a_token_reaches_is_one_rule():
+    local = decode_token(SECRET, issue_token(SECRET, subject="l", scopes=[], communities=["tongzilin"]))
+    city = decode_token(SECRET, issue_token(SECRET, subject="c", scopes=[], communities=["*"]))
+    assert local.communities_beyond(["tongzilin"]) == [] and city.communities_beyond(["*", "yulin"]) == []
+    assert local.communities_beyond(["*"]) == ["*"]  # every community is reached only by a '*' token
+    assert local.communities_beyond(["yulin", "tongzilin", "wuhou"]) == ["wuhou", "yulin"]
+    with pytest.raises(OutsideTokenCommunities) as refused:
+        local.require_communities(["tongzilin", "yulin"], "the partner")
+    assert refused.value.status == 403 and refused.value.code == "outside_token_communities"
+    assert refused.value.details == {"communities": ["yulin"], "token_communities": ["tongzilin"]}
+    city.require_communities(["*"], "a rebuild")

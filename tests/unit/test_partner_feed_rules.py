@@ -137,9 +137,23 @@ def test_a_partner_token_names_its_partner_and_cursors_are_checked():
     assert feeds.partner_of("partner:exit-entry") == "exit-entry"
     assert feeds.partner_of("local-operator") is None
     assert feeds.parse_cursor(None) == 0 and feeds.parse_cursor("17") == 17
-    with pytest.raises(feeds.BadFeedQuery, match="after"):
-        feeds.parse_cursor("-3")
+    assert feeds.parse_cursor(str(2 ** 63 - 1)) == 2 ** 63 - 1
+    for bad in ("-3", str(2 ** 63), "9" * 26, "\u00b2", " 1"):
+        with pytest.raises(feeds.BadFeedQuery, match="after"):
+            feeds.parse_cursor(bad)
     assert feeds.parse_limit("50") == 50
-    for bad in ("0", "x", "5000"):
+    for bad in ("0", "x", "5000", "\u00b2", "9" * 40, ""):
         with pytest.raises(feeds.BadFeedQuery, match="limit"):
             feeds.parse_limit(bad)
+
+
+def test_delivery_list_cursors_and_statuses_are_checked():
+    cursor = "20261129T053312123456-" + "a" * 32
+    assert feeds.parse_delivery_cursor(cursor) == cursor and feeds.parse_delivery_cursor(None) is None
+    for bad in ("17", "9" * 26, cursor + "x", cursor.upper()):
+        with pytest.raises(feeds.BadFeedQuery, match="after"):
+            feeds.parse_delivery_cursor(bad)
+    assert feeds.parse_delivery_status("failed") == "failed" and feeds.parse_delivery_status(None) is None
+    for bad in ("lost", ""):
+        with pytest.raises(feeds.BadFeedQuery, match="status"):
+            feeds.parse_delivery_status(bad)
