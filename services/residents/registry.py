@@ -317,8 +317,9 @@ def membership(resident: Resident) -> dict:
             "residence_type": resident.residence_type, "tags": list(resident.tags or [])}
 
 
-def contact(vault: Vault, resident_id: str, purpose: str, caller: str) -> dict:
-    """Only the fields ``purpose`` needs, and an audit record that they were read."""
+def contact(vault: Vault, resident_id: str, purpose: str, caller: str, seal_for) -> dict:
+    """Only the fields ``purpose`` needs, sealed for the purpose's reader (``seal_for(purpose, fields)``,
+    see ``services.common.sealing``), and an audit record that they were read."""
     if purpose not in domain.CONTACT_PURPOSES:
         ContactAccess(resident_id=resident_id, purpose=purpose, caller=caller, granted=False).save()
         raise UnknownPurpose(f"no such purpose: {purpose!r}; known: {sorted(domain.CONTACT_PURPOSES)}")
@@ -328,13 +329,13 @@ def contact(vault: Vault, resident_id: str, purpose: str, caller: str) -> dict:
     if resident.erased_at is not None or resident.status != "active":
         return {"resident_id": resident_id, "reachable": False}
     full = view(vault, resident, with_pii=True)
-    return {"resident_id": resident_id, "reachable": True, **{f: full[f] for f in fields}}
+    return {"resident_id": resident_id, "reachable": True, **seal_for(purpose, {f: full[f] for f in fields})}
 
 
-def partner_fields(vault: Vault, resident_id: str, partner_id: str, fields: list, caller: str) -> dict:
+def partner_fields(vault: Vault, resident_id: str, partner_id: str, fields: list, caller: str, seal_for) -> dict:
     """The personal fields a partner's feed carries (only those ``contracts.feeds`` allows a partner
     to be entitled to; the notifications service checks the partner's own scope), audited with
-    the partner as the reader. An erased resident gives none."""
+    the partner as the reader, sealed for the service that delivers feeds. An erased resident gives none."""
     outside = sorted(set(fields) - PARTNER_PERSONAL_FIELDS)
     ContactAccess(resident_id=resident_id, purpose=PARTNER_FEED_PURPOSE, caller=f"partner:{partner_id} via {caller}",
                   fields=list(fields), granted=not outside).save()
@@ -344,7 +345,8 @@ def partner_fields(vault: Vault, resident_id: str, partner_id: str, fields: list
     if resident.erased_at is not None:
         return {"resident_id": resident_id, "available": False}
     full = view(vault, resident, with_pii=True)
-    return {"resident_id": resident_id, "available": True, **{f: full[f] for f in fields}}
+    return {"resident_id": resident_id, "available": True,
+            **seal_for(PARTNER_FEED_PURPOSE, {f: full[f] for f in fields})}
 
 
 def today_in(time_zone: str) -> date:
