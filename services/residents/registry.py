@@ -249,7 +249,14 @@ def _require_active(resident: Resident) -> None:
         raise ResidentGone(f"resident {resident.id}'s personal data was erased")
 
 
-def view(vault: Vault, resident: Resident, with_pii: bool) -> dict:
+def view(vault: Vault, resident: Resident, with_pii: bool, personal: bool = True) -> dict:
+    """The resident; the document number masked unless ``with_pii``; without ``personal`` fields
+    (``domain.PERSONAL_VIEW_FIELDS``) for an RPC reply."""
+    full = _full_view(vault, resident, with_pii)
+    return full if personal else {k: v for k, v in full.items() if k not in domain.PERSONAL_VIEW_FIELDS}
+
+
+def _full_view(vault: Vault, resident: Resident, with_pii: bool) -> dict:
     document_number = vault.decrypt(resident.document_cipher)
     return {
         "id": str(resident.id),
@@ -279,7 +286,7 @@ def view(vault: Vault, resident: Resident, with_pii: bool) -> dict:
     }
 
 
-def search(vault: Vault, query: dict, with_pii: bool) -> dict:
+def search(vault: Vault, query: dict, with_pii: bool, personal: bool = True) -> dict:
     filters = Q(community_id=query["community_id"])
     for field in ("grid_id", "household_id", "nationality", "residence_type"):
         if query.get(field):
@@ -293,13 +300,13 @@ def search(vault: Vault, query: dict, with_pii: bool) -> dict:
     matches = Resident.objects(filters).order_by("name_romanised", "id")
     total = matches.count()
     start = (query["page"] - 1) * query["page_size"]
-    items = [view(vault, r, with_pii) for r in matches.skip(start).limit(query["page_size"])]
+    items = [view(vault, r, with_pii, personal) for r in matches.skip(start).limit(query["page_size"])]
     return {"total": total, "page": query["page"], "page_size": query["page_size"], "items": items}
 
 
-def household(vault: Vault, community_id: str, household_id: str, with_pii: bool) -> dict:
+def household(vault: Vault, community_id: str, household_id: str, with_pii: bool, personal: bool = True) -> dict:
     members = Resident.objects(community_id=community_id, household_id=household_id, status="active")
-    items = [view(vault, r, with_pii) for r in members.order_by("birth_date")]
+    items = [view(vault, r, with_pii, personal) for r in members.order_by("birth_date")]
     if not items:
         raise NotFound(f"no household {household_id!r} in community {community_id!r}")
     return {"community_id": community_id, "household_id": household_id, "members": items}

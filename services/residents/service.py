@@ -159,7 +159,7 @@ class ResidentsService(ServiceBase):
 
     @rpc
     def get(self, resident_id: str) -> dict:
-        return registry.view(self.vault, registry.find(resident_id), with_pii=False)
+        return registry.view(self.vault, registry.find(resident_id), with_pii=False, personal=False)
 
     @rpc
     def membership(self, resident_id: str) -> dict:
@@ -169,7 +169,7 @@ class ResidentsService(ServiceBase):
 
     @rpc
     def search(self, query: dict) -> dict:
-        return registry.search(self.vault, SearchResidents().load(query), with_pii=False)
+        return registry.search(self.vault, SearchResidents().load(query), with_pii=False, personal=False)
 
     @rpc
     def update(self, resident_id: str, changes: dict) -> list:
@@ -185,7 +185,7 @@ class ResidentsService(ServiceBase):
 
     @rpc
     def household(self, community_id: str, household_id: str) -> dict:
-        return registry.household(self.vault, community_id, household_id, with_pii=False)
+        return registry.household(self.vault, community_id, household_id, with_pii=False, personal=False)
 
     @rpc
     def get_contact(self, resident_id: str, purpose: str) -> dict:
