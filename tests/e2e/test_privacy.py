@@ -140,18 +140,23 @@ def personal_values(person: dict) -> dict:
 
 
 def act(linli, headers, smtp, sms):
-    """Register, welcome (in-app, email, SMS), read the partner's feed, register for an event,
-    erase one; returns the residents' ids."""
+    """Register (and fail to: a duplicate, a bad field), welcome (in-app, email, SMS; one SMS refused by
+    the gateway), read the partner's feed, register for an event, erase one; returns the residents' ids."""
     base = {name: linli.urls[name] for name in SOURCES}
+    sms.answers = [400]  # errors are logged too: one SMS fails for good
     ids = []
     for person in PEOPLE:
         response = requests.post(base["residents"] + "/residents", json={"community_id": "tongzilin", **person},
                                  headers=headers)
         assert response.status_code == 201, response.text
         ids.append(response.json()["id"])
+    refused = [requests.post(base["residents"] + "/residents", headers=headers, json={"community_id": "tongzilin",
+                                                                                      **PEOPLE[0], **change})
+               for change in ({}, {"nationality": "XX"}, {"email": "not an address " + PEOPLE[0]["email"]})]
+    assert [r.status_code for r in refused] == [409, 400, 400], [r.text for r in refused]
     reachable = sum(1 for person in PEOPLE if person.get("consent"))
     until(lambda: len(smtp.messages()) >= reachable, "the welcome emails")  # addresses from get_contact
-    until(lambda: len(sms.delivered) >= reachable, "the welcome SMS")
+    until(lambda: len(sms.received) >= reachable, "the welcome SMS")
     assert {m["To"] for m in smtp.messages()} >= {p["email"] for p in PEOPLE if p.get("consent")}
     feed = f"{base['notifications']}/feeds/{PARTNER['id']}"
 
