@@ -26,6 +26,7 @@ import requests
 from cryptography.fernet import Fernet
 
 from services.common.auth import dev_secret
+from services.common.sealing import new_private_key, public_key_of
 from services.common.secrets import local_secret
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,6 +149,11 @@ class Platform:
         self.env["LINLI_RESIDENTS_DATA_KEY"] = local_secret(
             self.var, "residents-data-key", "LINLI_RESIDENTS_DATA_KEY", lambda: Fernet.generate_key().decode()
         )
+        # The key pair of notifications, the reader of the personal fields residents seals in RPC replies.
+        private_key = local_secret(self.var, "notifications-private-key", "LINLI_NOTIFICATIONS_PRIVATE_KEY",
+                                   new_private_key)
+        self.env["LINLI_NOTIFICATIONS_PRIVATE_KEY"] = private_key
+        self.env["LINLI_NOTIFICATIONS_PUBLIC_KEY"] = public_key_of(private_key)
         instances = scale(self.env)
         self.env["LINLI_MONGO_URI"] = self._mongo()
         for service, port, service_class in SERVICES:

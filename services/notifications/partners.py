@@ -207,7 +207,7 @@ class PartnerFeeds:
 
     def _personal_fields(self, resident_id: str, partner_id: str, wanted: list) -> dict | None:
         try:
-            return self.feed_residents.get_for_partner(resident_id, partner_id, wanted)
+            return self.open_personal(self.feed_residents.get_for_partner(resident_id, partner_id, wanted))
         except RemoteError as exc:
             if exc.exc_type == "NotFound":  # no such resident: nothing to attach
                 return None

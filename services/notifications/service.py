@@ -24,6 +24,7 @@ from services.common.base import ServiceBase
 from services.common.messaging import fact_id, message_handler
 from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
+from services.common.sealing import OpenSealed
 from services.common.web import NotFound, ValidationFailed, api, load, read_json
 from services.notifications import delivery, feed_store, rules, store
 from services.notifications.channels import Channels
@@ -51,6 +52,8 @@ class NotificationsService(ServiceBase, PartnerFeeds):
     outbox = Outbox("notifications")
     residents = RpcProxy("residents")
     events = RpcProxy("events")
+    # Opens the personal fields the residents service sealed for this service (contact, partner feeds).
+    open_personal = OpenSealed()
     config = Config()
 
     # -- the service's view of residents --------------------------------------------
@@ -299,8 +302,8 @@ class NotificationsService(ServiceBase, PartnerFeeds):
             if not address:
                 raise delivery.Unreachable("no email address is configured for this service centre")
             return address
-        return delivery.address_from_contact(self.residents.get_contact(claimed["resident_id"], "notify"),
-                                             claimed["channel"])
+        contact = self.open_personal(self.residents.get_contact(claimed["resident_id"], "notify"))
+        return delivery.address_from_contact(contact, claimed["channel"])
 
     def _unsubscribe_url(self, claimed: dict) -> str:
         token = jwt.encode({"sub": claimed["resident_id"], "category": claimed["category"], "channel": "email",

@@ -223,5 +223,9 @@ CONTACT_PURPOSES = {
     "event_checkin": ("name", "community_id"),
 }
 
+# What a view of a resident holds that identifies the person: shown over HTTP to whom the token allows,
+# never in clear in an RPC reply (the broker's users could read it; get_contact seals what it answers).
+PERSONAL_VIEW_FIELDS = frozenset({"name", "name_romanised", "birth_date", "phone", "email", "document_number"})
+
 ERASABLE_FIELDS = ("name", "name_romanised", "name_search", "phone", "email", "birth_date", "document_type",
                    "document_cipher", "document_key", "person_key", "household_id")

@@ -249,7 +249,14 @@ def _require_active(resident: Resident) -> None:
         raise ResidentGone(f"resident {resident.id}'s personal data was erased")
 
 
-def view(vault: Vault, resident: Resident, with_pii: bool) -> dict:
+def view(vault: Vault, resident: Resident, with_pii: bool, personal: bool = True) -> dict:
+    """The resident; the document number masked unless ``with_pii``; without ``personal`` fields
+    (``domain.PERSONAL_VIEW_FIELDS``) for an RPC reply."""
+    full = _full_view(vault, resident, with_pii)
+    return full if personal else {k: v for k, v in full.items() if k not in domain.PERSONAL_VIEW_FIELDS}
+
+
+def _full_view(vault: Vault, resident: Resident, with_pii: bool) -> dict:
     document_number = vault.decrypt(resident.document_cipher)
     return {
         "id": str(resident.id),
@@ -279,7 +286,7 @@ def view(vault: Vault, resident: Resident, with_pii: bool) -> dict:
     }
 
 
-def search(vault: Vault, query: dict, with_pii: bool) -> dict:
+def search(vault: Vault, query: dict, with_pii: bool, personal: bool = True) -> dict:
     filters = Q(community_id=query["community_id"])
     for field in ("grid_id", "household_id", "nationality", "residence_type"):
         if query.get(field):
@@ -293,13 +300,13 @@ def search(vault: Vault, query: dict, with_pii: bool) -> dict:
     matches = Resident.objects(filters).order_by("name_romanised", "id")
     total = matches.count()
     start = (query["page"] - 1) * query["page_size"]
-    items = [view(vault, r, with_pii) for r in matches.skip(start).limit(query["page_size"])]
+    items = [view(vault, r, with_pii, personal) for r in matches.skip(start).limit(query["page_size"])]
     return {"total": total, "page": query["page"], "page_size": query["page_size"], "items": items}
 
 
-def household(vault: Vault, community_id: str, household_id: str, with_pii: bool) -> dict:
+def household(vault: Vault, community_id: str, household_id: str, with_pii: bool, personal: bool = True) -> dict:
     members = Resident.objects(community_id=community_id, household_id=household_id, status="active")
-    items = [view(vault, r, with_pii) for r in members.order_by("birth_date")]
+    items = [view(vault, r, with_pii, personal) for r in members.order_by("birth_date")]
     if not items:
         raise NotFound(f"no household {household_id!r} in community {community_id!r}")
     return {"community_id": community_id, "household_id": household_id, "members": items}
@@ -317,8 +324,9 @@ def membership(resident: Resident) -> dict:
             "residence_type": resident.residence_type, "tags": list(resident.tags or [])}
 
 
-def contact(vault: Vault, resident_id: str, purpose: str, caller: str) -> dict:
-    """Only the fields ``purpose`` needs, and an audit record that they were read."""
+def contact(vault: Vault, resident_id: str, purpose: str, caller: str, seal_for) -> dict:
+    """Only the fields ``purpose`` needs, sealed for the purpose's reader (``seal_for(purpose, fields)``,
+    see ``services.common.sealing``), and an audit record that they were read."""
     if purpose not in domain.CONTACT_PURPOSES:
         ContactAccess(resident_id=resident_id, purpose=purpose, caller=caller, granted=False).save()
         raise UnknownPurpose(f"no such purpose: {purpose!r}; known: {sorted(domain.CONTACT_PURPOSES)}")
@@ -328,13 +336,13 @@ def contact(vault: Vault, resident_id: str, purpose: str, caller: str) -> dict:
     if resident.erased_at is not None or resident.status != "active":
         return {"resident_id": resident_id, "reachable": False}
     full = view(vault, resident, with_pii=True)
-    return {"resident_id": resident_id, "reachable": True, **{f: full[f] for f in fields}}
+    return {"resident_id": resident_id, "reachable": True, **seal_for(purpose, {f: full[f] for f in fields})}
 
 
-def partner_fields(vault: Vault, resident_id: str, partner_id: str, fields: list, caller: str) -> dict:
+def partner_fields(vault: Vault, resident_id: str, partner_id: str, fields: list, caller: str, seal_for) -> dict:
     """The personal fields a partner's feed carries (only those ``contracts.feeds`` allows a partner
     to be entitled to; the notifications service checks the partner's own scope), audited with
-    the partner as the reader. An erased resident gives none."""
+    the partner as the reader, sealed for the service that delivers feeds. An erased resident gives none."""
     outside = sorted(set(fields) - PARTNER_PERSONAL_FIELDS)
     ContactAccess(resident_id=resident_id, purpose=PARTNER_FEED_PURPOSE, caller=f"partner:{partner_id} via {caller}",
                   fields=list(fields), granted=not outside).save()
@@ -344,7 +352,8 @@ def partner_fields(vault: Vault, resident_id: str, partner_id: str, fields: list
     if resident.erased_at is not None:
         return {"resident_id": resident_id, "available": False}
     full = view(vault, resident, with_pii=True)
-    return {"resident_id": resident_id, "available": True, **{f: full[f] for f in fields}}
+    return {"resident_id": resident_id, "available": True,
+            **seal_for(PARTNER_FEED_PURPOSE, {f: full[f] for f in fields})}
 
 
 def today_in(time_zone: str) -> date:

@@ -20,6 +20,7 @@ from services.common.caller import Caller
 from services.common.ingest_entrypoints import IngestDoor, ingest_handler, unrouted_gate
 from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
+from services.common.sealing import SealForReader
 from services.common.web import ApiError, NotFound, ValidationFailed, api, load, read_json
 from services.residents import imports, ingest, registry, reminders
 from services.residents.documents import ALL_DOCUMENTS, ImportJob
@@ -48,6 +49,7 @@ class ResidentsService(ServiceBase):
     outbox = Outbox("residents")
     myself = RpcProxy("residents")
     caller = Caller()
+    seal_for = SealForReader()  # personal fields of RPC replies, for their reader only
     config = Config()
     ingest_door = IngestDoor()
 
@@ -157,7 +159,7 @@ class ResidentsService(ServiceBase):
 
     @rpc
     def get(self, resident_id: str) -> dict:
-        return registry.view(self.vault, registry.find(resident_id), with_pii=False)
+        return registry.view(self.vault, registry.find(resident_id), with_pii=False, personal=False)
 
     @rpc
     def membership(self, resident_id: str) -> dict:
@@ -167,7 +169,7 @@ class ResidentsService(ServiceBase):
 
     @rpc
     def search(self, query: dict) -> dict:
-        return registry.search(self.vault, SearchResidents().load(query), with_pii=False)
+        return registry.search(self.vault, SearchResidents().load(query), with_pii=False, personal=False)
 
     @rpc
     def update(self, resident_id: str, changes: dict) -> list:
@@ -183,16 +185,17 @@ class ResidentsService(ServiceBase):
 
     @rpc
     def household(self, community_id: str, household_id: str) -> dict:
-        return registry.household(self.vault, community_id, household_id, with_pii=False)
+        return registry.household(self.vault, community_id, household_id, with_pii=False, personal=False)
 
     @rpc
     def get_contact(self, resident_id: str, purpose: str) -> dict:
-        return registry.contact(self.vault, resident_id, purpose, self.caller)
+        return registry.contact(self.vault, resident_id, purpose, self.caller, self.seal_for)
 
     @rpc
     def get_for_partner(self, resident_id: str, partner_id: str, fields: list) -> dict:
         """Personal fields for a partner department's feed; see ``registry.partner_fields``."""
-        return registry.partner_fields(self.vault, resident_id, partner_id, fields, self.caller)
+        return registry.partner_fields(self.vault, resident_id, partner_id, fields, self.caller,
+                                        self.seal_for)
 
     @rpc
     def run_permit_reminders(self, today: str | None = None) -> int:

@@ -1,4 +1,5 @@
 """The residents service in a real container: every operation over HTTP and RPC."""
+import json
 from datetime import date, timedelta
 
 import eventlet
@@ -6,7 +7,9 @@ import pytest
 import requests
 from nameko.standalone.rpc import ServiceRpcProxy
 
+from services.common.sealing import open_sealed
 from services.residents.service import ResidentsService
+from tests.conftest import TEST_READER_PRIVATE_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -189,7 +192,7 @@ def test_erasure_leaves_no_personal_data_in_the_database(api, bus_tap, mongo_cli
 def test_get_contact_returns_only_what_the_purpose_needs_and_is_audited(api, config, mongo_client):
     resident_id = register(api, MARIE)
     with ServiceRpcProxy("residents", config) as residents:
-        contact = residents.get_contact(resident_id, "notify")
+        contact = open_sealed(residents.get_contact(resident_id, "notify"), TEST_READER_PRIVATE_KEY)
         assert set(contact) == {"resident_id", "reachable", "preferred_language", "consent", "phone", "email",
                                 "community_id"}
         from nameko.exceptions import RemoteError
@@ -198,6 +201,28 @@ def test_get_contact_returns_only_what_the_purpose_needs_and_is_audited(api, con
             residents.get_contact(resident_id, "marketing")
     audit = list(mongo_client[config["MONGO_DB_PREFIX"] + "residents"]["contact_audit"].find())
     assert [(a["purpose"], a["granted"]) for a in audit] == [("notify", True), ("marketing", False)]
+
+
+def test_a_plain_rpc_client_reads_no_personal_value_in_any_reply(api, config):
+    """Any broker user may call an RPC (or read its reply on nameko-rpc): the personal part of a contact or
+    a partner's fields is sealed for notifications, and ``get``, ``search`` and ``household`` leave it out."""
+    marie = {**MARIE, "email": "marie.dubois@example.fr"}
+    resident_id = register(api, marie)
+    personal = [marie[f] for f in ("name", "phone", "email", "document_number", "birth_date")] + ["marie dubois"]
+    with ServiceRpcProxy("residents", config) as residents:
+        replies = [residents.get_contact(resident_id, "notify"),
+                   residents.get_for_partner(resident_id, "exit-entry",
+                                             ["name", "name_romanised", "document_number", "birth_date", "phone"])]
+        plain = [residents.get(resident_id), residents.search({"community_id": "tongzilin"}),
+                 residents.household("tongzilin", marie["household_id"])]
+    wire = json.dumps(replies + plain).lower()
+    assert [value for value in personal if value.lower() in wire] == []
+    assert [value for value in ("E1234", "****") if value.lower() in wire] == []  # not even a masked number
+    assert all(reply["resident_id"] == resident_id and reply["sealed_for"] == "notifications" for reply in replies)
+    assert plain[0]["nationality"] == "FR" and [r["id"] for r in plain[1]["items"]] == [resident_id]
+    contact, partner = (open_sealed(reply, TEST_READER_PRIVATE_KEY) for reply in replies)
+    assert (contact["phone"], contact["email"]) == (marie["phone"], marie["email"])
+    assert (partner["document_number"], partner["name_romanised"]) == ("E12345678", "marie dubois")
 
 
 def test_permit_reminders_fire_once_per_threshold(api, bus_tap, config):
@@ -223,7 +248,7 @@ def test_every_operation_is_also_an_rpc(residents, config):
 
     with ServiceRpcProxy("residents", config) as rpc:
         resident_id = rpc.register(MARIE)
-        assert rpc.get(resident_id)["document_number"] == "E1234****78"
+        assert rpc.get(resident_id)["document_type"] == "passport"  # the number is personal: never in a reply
         assert rpc.update(resident_id, {"phone": "13900002222"}) == ["phone"]
         assert rpc.search({"community_id": "tongzilin", "name": "dubois"})["total"] == 1
         assert [m["id"] for m in rpc.household("tongzilin", "h-17")["members"]] == [resident_id]
