@@ -24,18 +24,17 @@ from services.common.messaging import fact_id
 from services.common.outbox import save_changes
 from services.common.web import ApiError, Conflict, NotFound
 from services.residents import domain
-from services.residents.documents import ContactAccess, Resident
+from services.residents.documents import ContactAccess, Resident, former_key
 from services.residents.privacy import Vault, mask
 
 
-class DuplicateResident(Conflict):
-    code = "duplicate_resident"
+class SamePersonConflict(Conflict):
+    """409 for a registration the same-person rule refuses: ``already_registered`` or ``registered_elsewhere``."""
 
-    def __init__(self, existing_id: str, rule: str):
-        super().__init__(
-            f"this person is already registered ({rule})", {"existing_id": existing_id, "rule": rule}
-        )
-        self.existing_id = existing_id
+    def __init__(self, verdict: domain.SamePerson):
+        super().__init__(verdict.message, verdict.details)
+        self.code = verdict.verdict
+        self.existing_id = verdict.existing_id
 
 
 class ResidentGone(ApiError):
@@ -53,6 +52,9 @@ def find(resident_id: str) -> Resident:
     return resident
 
 
+IDENTITY_KEYS = tuple(domain.IDENTITY_RULES)
+
+
 def _identity_keys(vault: Vault, resident: dict) -> dict:
     keys = {"document_key": None, "person_key": None}
     if resident.get("document_type") and resident.get("document_number"):
@@ -65,13 +67,35 @@ def _identity_keys(vault: Vault, resident: dict) -> dict:
     return keys
 
 
-def _existing_duplicate(keys: dict) -> DuplicateResident:
-    for field, rule in (("document_key", "same document"), ("person_key", "same name, birth date and phone")):
-        if keys[field]:
-            existing = Resident.objects(**{field: keys[field]}).only("id").first()
-            if existing:
-                return DuplicateResident(str(existing.id), rule)
-    raise RuntimeError("a unique index refused a resident, but no duplicate can be found")
+def same_person(records: list[dict], session=None, excluding: str | None = None) -> list[domain.SamePerson]:
+    """The same-person verdict for each record (``to_record``'s shape), in one look-up per identity key
+    and one for departed residents' former keys, whatever the number of records: a form's batch costs
+    what one registration does. Only active residents hold ``document_key``/``person_key`` (a departure
+    moves them to ``former_identity``, an erasure drops both), which is what lets a departed person
+    register again while the unique indexes still refuse a second active record. ``excluding``: a resident
+    being updated, who shares keys with themself."""
+    residents = Resident._get_collection()
+    matches: dict[str, list[domain.Match]] = {}
+    fields = {"community_id": 1, "status": 1, "erased_at": 1, "former_identity": 1, **dict.fromkeys(IDENTITY_KEYS, 1)}
+    for key, rule in domain.IDENTITY_RULES.items():
+        wanted = sorted({record[key] for record in records if record.get(key)})
+        if wanted:
+            for found in residents.find({key: {"$in": wanted}}, fields, session=session):
+                matches.setdefault(found[key], []).append(_match(found, rule))
+    former = sorted({former_key(key, record[key]) for record in records for key in IDENTITY_KEYS if record.get(key)})
+    if former:
+        for found in residents.find({"former_identity": {"$in": former}}, fields, session=session):
+            for value in set(found["former_identity"]) & set(former):
+                key, _, hashed = value.partition(":")
+                matches.setdefault(hashed, []).append(_match(found, domain.IDENTITY_RULES[key]))
+    return [domain.same_person(record["community_id"], [
+        m for key in IDENTITY_KEYS if record.get(key) for m in matches.get(record[key], []) if m.id != excluding])
+        for record in records]
+
+
+def _match(found: dict, rule: str) -> domain.Match:
+    return domain.Match(str(found["_id"]), found["community_id"], found.get("status", "active"), rule,
+                        erased=found.get("erased_at") is not None)
 
 
 def to_record(vault: Vault, command: dict, import_id: str | None = None) -> dict:
@@ -97,8 +121,10 @@ def to_record(vault: Vault, command: dict, import_id: str | None = None) -> dict
 
 
 def register(vault: Vault, stage, command: dict) -> str:
-    """Store the resident and its ``resident.registered`` in one transaction (``stage``: the outbox)."""
+    """Store the resident and its ``resident.registered`` in one transaction (``stage``: the outbox),
+    or ``SamePersonConflict`` (409) as the same-person rule says."""
     record = to_record(vault, command)
+    admit(record)
     collection = Resident._get_collection()
 
     def store(session):
@@ -108,11 +134,29 @@ def register(vault: Vault, stage, command: dict) -> str:
     try:
         with collection.database.client.start_session() as session:
             session.with_transaction(store)
-    except DuplicateKeyError:
+    except DuplicateKeyError:  # registered by someone else between the look-up and the insert
         record.pop("_id", None)
-        raise _existing_duplicate(_identity_keys(vault, command)) from None
+        raise SamePersonConflict(refused(record)) from None
     stage.flush()  # committed: published before the caller hears the id
     return str(record["_id"])
+
+
+def admit(record: dict) -> domain.SamePerson:
+    """The record's verdict; a new one is linked to its earlier, departed record, any other refused (409)."""
+    verdict = same_person([record])[0]
+    if not verdict.is_new:
+        raise SamePersonConflict(verdict)
+    if verdict.previous_id:
+        record["previous_id"] = verdict.previous_id
+    return verdict
+
+
+def refused(record: dict, excluding: str | None = None) -> domain.SamePerson:
+    """The verdict after a unique index refused ``record``: the index saw an active holder."""
+    verdict = same_person([record], excluding=excluding)[0]
+    if verdict.is_new:
+        raise RuntimeError("a unique index refused a resident, but no active holder of its keys can be found")
+    return verdict
 
 
 def announce_registered(publish, record: dict) -> None:
@@ -163,7 +207,8 @@ def update(vault: Vault, stage, resident: Resident, changes: dict) -> list[str]:
     try:
         stage.transaction(write)
     except DuplicateKeyError:
-        raise _existing_duplicate(_identity_keys(vault, after)) from None
+        raise SamePersonConflict(refused({"community_id": resident.community_id, **_identity_keys(vault, after)},
+                                         excluding=resident_id)) from None
     return sorted(changed)
 
 
@@ -193,12 +238,17 @@ def move(vault: Vault, stage, resident: Resident, command: dict) -> None:
     try:
         stage.transaction(write)
     except DuplicateKeyError:
-        raise _existing_duplicate(keys) from None
+        raise SamePersonConflict(refused({"community_id": resident.community_id, **keys},
+                                         excluding=resident_id)) from None
 
 
 def depart(stage, resident: Resident, command: dict) -> None:
     _require_active(resident)
     resident.status = "departed"
+    # The identity keys leave with the person: a unique index holds active residents only, so one who
+    # returns registers again (and is linked to this record through ``former_identity``).
+    resident.former_identity = [former_key(k, getattr(resident, k)) for k in IDENTITY_KEYS if getattr(resident, k)]
+    resident.document_key = resident.person_key = None
     resident.departure_reason = command["reason"]
     resident.departed_on = command["departed_on"]
     resident.updated_at = datetime.now(timezone.utc)
@@ -276,6 +326,7 @@ def view(vault: Vault, resident: Resident, with_pii: bool) -> dict:
         "departed_on": resident.departed_on.isoformat() if resident.departed_on else None,
         "erased": resident.erased_at is not None,
         "registered_at": resident.registered_at.isoformat(),
+        "previous_id": resident.previous_id,
     }
 
 
