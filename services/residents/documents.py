@@ -104,6 +104,7 @@ class ImportRow(Document):
     import_id = StringField(required=True)
     row = IntField(required=True)
     values = DictField()
+    errors = ListField(DictField())  # what reading the file found wrong with the row ({row, column, reason})
 
 
 class ContactAccess(Document):

@@ -50,7 +50,8 @@ def accept(content: bytes, filename: str, requested_by: str, may_see) -> tuple[I
     rows = ImportRow._get_collection()
     for start in range(0, len(form.rows), 5000):
         rows.insert_many(
-            [{"import_id": str(job.id), "row": number, "values": raw}
+            [{"import_id": str(job.id), "row": number, "values": raw,
+              **({"errors": [e.as_dict() for e in form.row_errors[number]]} if number in form.row_errors else {})}
              for number, raw in form.rows[start:start + 5000]],
             ordered=False,
         )
@@ -114,7 +115,8 @@ def _register_batch(vault, stage, batch, job_id, after_row: int) -> None:
     errors: list[forms.RowError] = []
     candidates = []  # (row number, record)
     for row in batch:
-        command, row_errors = forms.to_command(row.row, row.values)
+        found = [forms.RowError(**e) for e in (row.errors or [])]
+        command, row_errors = forms.to_command(row.row, row.values) if not found else (None, found)
         if row_errors:
             errors.extend(row_errors)
         else:

@@ -26,7 +26,7 @@ def row_command(community_id: str, row: dict) -> dict:
         if column is None:
             errors.append(error("unknown_column", f"data.row.{header}", "not a column of the collection form"))
         elif column in raw:
-            errors.append(error("repeated_column", f"data.row.{header}", f"{column} is given twice"))
+            errors.append(error("repeated_column", f"data.row.{header}", forms.repeated(column)))
         else:
             raw[column], header_of[column] = value or "", header
     named = raw.get("community_id", "").strip()

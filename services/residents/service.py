@@ -116,7 +116,7 @@ class ResidentsService(ServiceBase):
         try:
             job, created = imports.accept(content, filename, request.principal.subject, request.principal.may_see)
         except FormError as exc:
-            raise ApiError(str(exc), code="invalid_form") from None
+            raise ApiError(str(exc), exc.details, code=exc.code) from None
         if created:
             self.myself.run_import.call_async(str(job.id))
         return (202 if created else 200), {**imports.view(job), "repeat": not created}
