@@ -96,15 +96,15 @@ def read(content: bytes, filename: str = "") -> Form:
     else:
         header, records = _read_csv(content)
     columns, ignored = _map_header(header)
+    titled = {i for i, title in enumerate(header) if title.strip()}  # beyond it, or under an empty title
     rows, row_errors = [], {}
     for number, values in records:
         if not any(v.strip() for v in values):
             continue
         rows.append((number, dict(zip(columns, values))))
-        beyond = next((i for i in range(len(columns), len(values)) if values[i].strip()), None)
-        if beyond is not None:  # the value is not echoed: it may be personal data
-            row_errors[number] = [RowError(number, f"column {beyond + 1}",
-                                           f"a value beyond the header's {len(columns)} columns")]
+        untitled = next((i for i, value in enumerate(values) if value.strip() and i not in titled), None)
+        if untitled is not None:  # the value is not echoed: it may be personal data
+            row_errors[number] = [RowError(number, f"column {untitled + 1}", "a value in a column without a header")]
     if not rows:
         raise FormError("the file has a header but no rows")
     return Form([c for c in columns if c], rows, ignored, row_errors)

@@ -7,7 +7,6 @@ Each case puts Marie in the registry as it says, then she comes in again at one 
 import csv
 import io
 import json
-import time
 import uuid
 from datetime import datetime, timezone
 
@@ -16,6 +15,7 @@ import pytest
 import requests
 
 from services.residents.service import ResidentsService
+from tests.integration.test_ingest import until
 
 pytestmark = pytest.mark.integration
 
@@ -25,16 +25,6 @@ MARIE = {
     "document_type": "passport", "document_number": "E12345678",
 }
 SCOPES = ["residents:read", "residents:write", "residents:pii"]
-
-
-def until(condition, what, deadline_s=60):
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -64,23 +54,26 @@ def registry(container_factory, config, token, amqp_uri):
                     return "rejected", json.loads(properties.headers["x-linli-ingest-errors"])
                 return None
 
-            return until(settled, "the ingest door's answer")
+            return until(settled, what="the ingest door's answer")
 
         def run_import(self, content):
-            job = self.call("POST", "/residents/imports", data=content, params={"filename": "form.csv"}).json()
-            return until(lambda: (lambda j: j if j["status"] == "completed" else None)(
-                self.call("GET", f"/residents/imports/{job['id']}").json()), "the import")
+            job_id = self.call("POST", "/residents/imports", data=content, params={"filename": "form.csv"}).json()["id"]
+
+            def completed():
+                job = self.call("GET", f"/residents/imports/{job_id}").json()
+                return job if job["status"] == "completed" else None
+
+            return until(completed, what="the import")
 
     yield Registry()
     connection.close()
 
 
-def row_message(**overrides):
-    row = {k: v for k, v in {**MARIE, **overrides}.items()}
+def row_message():
     return {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "grid-system/tongzilin",
             "type": "resident.form_submitted", "time": datetime.now(timezone.utc).isoformat(),
             "datacontenttype": "application/json", "dataschema": "urn:linli:contracts:resident.form_submitted:v1",
-            "community": "tongzilin", "data": {"community_id": "tongzilin", "row": row}}
+            "community": "tongzilin", "data": {"community_id": "tongzilin", "row": dict(MARIE)}}
 
 
 def form_csv(rows):

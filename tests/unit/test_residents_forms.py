@@ -125,7 +125,7 @@ def test_cells_beyond_the_header_are_a_row_error_and_empty_ones_are_not():
     form = forms.read(content.encode())
     assert len(form.rows) == 3
     assert {n: [str(e) for e in errors] for n, errors in form.row_errors.items()} == {
-        3: [f"row 3, column {len(HEADER) + 1}: a value beyond the header's {len(HEADER)} columns"]}
+        3: [f"row 3, column {len(HEADER) + 1}: a value in a column without a header"]}
 
 
 @pytest.mark.parametrize("header", ["name,name", "name,姓名"])
@@ -135,3 +135,16 @@ def test_a_repeated_column_refuses_the_file(header):
         forms.read(content)
     assert refused.value.code == "repeated_column" and str(refused.value).startswith("name is given twice")
     assert refused.value.details == {"column": "name", "columns": [4, 5]}
+
+
+def test_a_value_under_an_empty_title_in_xlsx_is_a_row_error():
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["community_id", "name", "residence_type", "nationality", None, None])
+    sheet.append(["tongzilin", "王秀英", "registered", "CN", None, "13800001111"])
+    sheet.append(["tongzilin", "李桂英", "registered", "CN"])
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    form = forms.read(buffer.getvalue(), "form.xlsx")
+    assert [str(e) for errors in form.row_errors.values() for e in errors] == [
+        "row 2, column 6: a value in a column without a header"]
