@@ -9,7 +9,7 @@ Each batch is one transaction: the new residents, their ``resident.registered``
 envelopes in the outbox and the job's progress commit together, so a crash
 repeats no batch and loses no announcement. A duplicate-key error would abort
 the transaction, so the batch's identity keys are looked up first (one query
-per key, ``registry.same_person``) and only people the same-person rule admits
+per key, ``identity.same_person``) and only people the same-person rule admits
 are inserted; the others are a note (already registered here) or an error
 (registered in another community) on the job.
 """
@@ -25,7 +25,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from contracts import RESIDENT_IMPORT_COMPLETED
 from services.common.messaging import fact_id
 from services.common.metrics import scrape_time_metrics
-from services.residents import domain, forms, registry
+from services.residents import domain, forms, identity, registry
 from services.residents.documents import ImportJob, ImportRow, Resident
 from services.residents.privacy import Vault
 
@@ -150,13 +150,13 @@ def _sort_out(candidates: list[tuple[int, dict]], session) -> tuple[list[dict], 
     """The same-person rule (``domain.same_person``, as at every door) for each row: the records to
     insert, a note for each person already registered here, an error for each registered elsewhere.
     A person twice in the form is judged against the row registered first."""
-    verdicts = registry.same_person([record for _, record in candidates], session)
+    verdicts = identity.same_person([record for _, record in candidates], session)
     fresh, notes, refused = [], [], []
-    earlier: dict[str, dict[str, dict]] = {key: {} for key in registry.IDENTITY_KEYS}  # key -> value -> record
+    earlier: dict[str, dict[str, dict]] = {key: {} for key in identity.IDENTITY_KEYS}  # key -> value -> record
     for (number, record), verdict in zip(candidates, verdicts):
         twins = [domain.Match(str(earlier[key][record[key]]["_id"]), earlier[key][record[key]]["community_id"],
                               "active", domain.IDENTITY_RULES[key])
-                 for key in registry.IDENTITY_KEYS if record.get(key) in earlier[key]]
+                 for key in identity.IDENTITY_KEYS if record.get(key) in earlier[key]]
         if verdict.is_new and twins:
             verdict = domain.same_person(record["community_id"], twins)
         if verdict.verdict == "already_registered":
@@ -169,7 +169,7 @@ def _sort_out(candidates: list[tuple[int, dict]], session) -> tuple[list[dict], 
             if verdict.previous_id:
                 record["previous_id"] = verdict.previous_id
             fresh.append(record)
-            for key in registry.IDENTITY_KEYS:
+            for key in identity.IDENTITY_KEYS:
                 if record.get(key):
                     earlier[key][record[key]] = record
     return fresh, notes, refused

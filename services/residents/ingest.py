@@ -11,7 +11,7 @@ from __future__ import annotations
 from pymongo.errors import DuplicateKeyError
 
 from services.common.ingest import IngestRejected, error, once
-from services.residents import forms, registry
+from services.residents import forms, identity, registry
 from services.residents.documents import Resident
 
 _COLUMN_OF = {alias.strip().lower(): column for column, aliases in forms.HEADERS.items() for alias in aliases}
@@ -53,7 +53,7 @@ def submit_form_row(database, vault, stage, envelope) -> dict:
 
     def register(session):
         record.pop("_id", None)  # an aborted attempt's id
-        verdict = registry.same_person([record], session)[0]
+        verdict = identity.same_person([record], session)[0]
         if verdict.verdict == "already_registered":
             return {"outcome": "already_registered", "resident_id": verdict.existing_id}
         if not verdict.is_new:

@@ -22,19 +22,10 @@ from contracts import (
 from contracts.feeds import PARTNER_PERSONAL_FIELDS
 from services.common.messaging import fact_id
 from services.common.outbox import save_changes
-from services.common.web import ApiError, Conflict, NotFound
-from services.residents import domain
-from services.residents.documents import ContactAccess, Resident, former_key
+from services.common.web import ApiError, NotFound
+from services.residents import domain, identity
+from services.residents.documents import ContactAccess, Resident
 from services.residents.privacy import Vault, mask
-
-
-class SamePersonConflict(Conflict):
-    """409 for a registration the same-person rule refuses: ``already_registered`` or ``registered_elsewhere``."""
-
-    def __init__(self, verdict: domain.SamePerson):
-        super().__init__(verdict.message, verdict.details)
-        self.code = verdict.verdict
-        self.existing_id = verdict.existing_id
 
 
 class ResidentGone(ApiError):
@@ -52,52 +43,6 @@ def find(resident_id: str) -> Resident:
     return resident
 
 
-IDENTITY_KEYS = tuple(domain.IDENTITY_RULES)
-
-
-def _identity_keys(vault: Vault, resident: dict) -> dict:
-    keys = {"document_key": None, "person_key": None}
-    if resident.get("document_type") and resident.get("document_number"):
-        keys["document_key"] = vault.lookup_hash("doc", resident["document_type"], resident["document_number"])
-    if resident.get("name") and resident.get("birth_date") and resident.get("phone"):
-        keys["person_key"] = vault.lookup_hash(
-            "person", resident["community_id"], resident["name"], resident["birth_date"].isoformat(),
-            "".join(ch for ch in resident["phone"] if ch.isdigit()),
-        )
-    return keys
-
-
-def same_person(records: list[dict], session=None, excluding: str | None = None) -> list[domain.SamePerson]:
-    """The same-person verdict for each record (``to_record``'s shape), in one look-up per identity key
-    and one for departed residents' former keys, whatever the number of records: a form's batch costs
-    what one registration does. Only active residents hold ``document_key``/``person_key`` (a departure
-    moves them to ``former_identity``, an erasure drops both), which is what lets a departed person
-    register again while the unique indexes still refuse a second active record. ``excluding``: a resident
-    being updated, who shares keys with themself."""
-    residents = Resident._get_collection()
-    matches: dict[str, list[domain.Match]] = {}
-    fields = {"community_id": 1, "status": 1, "erased_at": 1, "former_identity": 1, **dict.fromkeys(IDENTITY_KEYS, 1)}
-    for key, rule in domain.IDENTITY_RULES.items():
-        wanted = sorted({record[key] for record in records if record.get(key)})
-        if wanted:
-            for found in residents.find({key: {"$in": wanted}}, fields, session=session):
-                matches.setdefault(found[key], []).append(_match(found, rule))
-    former = sorted({former_key(key, record[key]) for record in records for key in IDENTITY_KEYS if record.get(key)})
-    if former:
-        for found in residents.find({"former_identity": {"$in": former}}, fields, session=session):
-            for value in set(found["former_identity"]) & set(former):
-                key, _, hashed = value.partition(":")
-                matches.setdefault(hashed, []).append(_match(found, domain.IDENTITY_RULES[key]))
-    return [domain.same_person(record["community_id"], [
-        m for key in IDENTITY_KEYS if record.get(key) for m in matches.get(record[key], []) if m.id != excluding])
-        for record in records]
-
-
-def _match(found: dict, rule: str) -> domain.Match:
-    return domain.Match(str(found["_id"]), found["community_id"], found.get("status", "active"), rule,
-                        erased=found.get("erased_at") is not None)
-
-
 def to_record(vault: Vault, command: dict, import_id: str | None = None) -> dict:
     """A ``RegisterResident`` command as the document stored: the document number
     encrypted, identity keys and romanised name added. Plain pymongo types, so a
@@ -106,7 +51,7 @@ def to_record(vault: Vault, command: dict, import_id: str | None = None) -> dict
     for field in ("birth_date", "permit_expires_on"):
         if isinstance(record.get(field), date):
             record[field] = datetime(record[field].year, record[field].month, record[field].day)
-    record.update({k: v for k, v in _identity_keys(vault, command).items() if v})
+    record.update({k: v for k, v in identity.identity_keys(vault, command).items() if v})
     if command.get("document_number"):
         record["document_cipher"] = vault.encrypt(command["document_number"])
     record["name_romanised"] = domain.romanise(command["name"])
@@ -124,7 +69,7 @@ def register(vault: Vault, stage, command: dict) -> str:
     """Store the resident and its ``resident.registered`` in one transaction (``stage``: the outbox),
     or ``SamePersonConflict`` (409) as the same-person rule says."""
     record = to_record(vault, command)
-    admit(record)
+    identity.admit(record)
     collection = Resident._get_collection()
 
     def store(session):
@@ -136,27 +81,9 @@ def register(vault: Vault, stage, command: dict) -> str:
             session.with_transaction(store)
     except DuplicateKeyError:  # registered by someone else between the look-up and the insert
         record.pop("_id", None)
-        raise SamePersonConflict(refused(record)) from None
+        raise identity.SamePersonConflict(identity.refused(record)) from None
     stage.flush()  # committed: published before the caller hears the id
     return str(record["_id"])
-
-
-def admit(record: dict) -> domain.SamePerson:
-    """The record's verdict; a new one is linked to its earlier, departed record, any other refused (409)."""
-    verdict = same_person([record])[0]
-    if not verdict.is_new:
-        raise SamePersonConflict(verdict)
-    if verdict.previous_id:
-        record["previous_id"] = verdict.previous_id
-    return verdict
-
-
-def refused(record: dict, excluding: str | None = None) -> domain.SamePerson:
-    """The verdict after a unique index refused ``record``: the index saw an active holder."""
-    verdict = same_person([record], excluding=excluding)[0]
-    if verdict.is_new:
-        raise RuntimeError("a unique index refused a resident, but no active holder of its keys can be found")
-    return verdict
 
 
 def announce_registered(publish, record: dict) -> None:
@@ -191,7 +118,7 @@ def update(vault: Vault, stage, resident: Resident, changes: dict) -> list[str]:
         if field != "document_number":
             setattr(resident, field, value)
     resident.document_cipher = vault.encrypt(after.get("document_number"))
-    for key, value in _identity_keys(vault, after).items():
+    for key, value in identity.identity_keys(vault, after).items():
         setattr(resident, key, value)
     resident.name_romanised = domain.romanise(after["name"])
     resident.name_search = domain.search_text(after["name"])
@@ -207,8 +134,8 @@ def update(vault: Vault, stage, resident: Resident, changes: dict) -> list[str]:
     try:
         stage.transaction(write)
     except DuplicateKeyError:
-        raise SamePersonConflict(refused({"community_id": resident.community_id, **_identity_keys(vault, after)},
-                                         excluding=resident_id)) from None
+        keys = {"community_id": resident.community_id, **identity.identity_keys(vault, after)}
+        raise identity.SamePersonConflict(identity.refused(keys, excluding=resident_id)) from None
     return sorted(changed)
 
 
@@ -220,7 +147,7 @@ def move(vault: Vault, stage, resident: Resident, command: dict) -> None:
     resident.community_id = command["community_id"]
     resident.grid_id = command["grid_id"]
     resident.household_id = command["household_id"]
-    keys = _identity_keys(vault, _as_command(resident, vault))
+    keys = identity.identity_keys(vault, _as_command(resident, vault))
     resident.person_key = keys["person_key"]
     resident.updated_at = datetime.now(timezone.utc)
     resident_id = str(resident.id)
@@ -238,17 +165,14 @@ def move(vault: Vault, stage, resident: Resident, command: dict) -> None:
     try:
         stage.transaction(write)
     except DuplicateKeyError:
-        raise SamePersonConflict(refused({"community_id": resident.community_id, **keys},
-                                         excluding=resident_id)) from None
+        keys = {"community_id": resident.community_id, **keys}
+        raise identity.SamePersonConflict(identity.refused(keys, excluding=resident_id)) from None
 
 
 def depart(stage, resident: Resident, command: dict) -> None:
     _require_active(resident)
     resident.status = "departed"
-    # The identity keys leave with the person: a unique index holds active residents only, so one who
-    # returns registers again (and is linked to this record through ``former_identity``).
-    resident.former_identity = [former_key(k, getattr(resident, k)) for k in IDENTITY_KEYS if getattr(resident, k)]
-    resident.document_key = resident.person_key = None
+    identity.retire(resident)
     resident.departure_reason = command["reason"]
     resident.departed_on = command["departed_on"]
     resident.updated_at = datetime.now(timezone.utc)
