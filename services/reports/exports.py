@@ -153,13 +153,24 @@ def scorecard_table(ranking: dict) -> Table:
 
 # -- tables -> files ------------------------------------------------------------------------
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(cell):
+    """A text cell a spreadsheet would run as a formula (``=HYPERLINK(...)``, ``+``, ``-``, ``@``, tab, CR
+    first) with a ``'`` before it, as OWASP advises against CSV injection; numbers and other text as they are.
+    Tags and community ids come from collection forms, so any text may reach an export."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
 
 def to_csv(table: Table) -> bytes:
     """UTF-8 with a byte-order mark: without it Excel reads the Chinese as mojibake. Empty cell for None."""
     text = io.StringIO()
     writer = csv.writer(text)
-    writer.writerow(table.header)
-    writer.writerows(["" if cell is None else cell for cell in row] for row in table.rows)
+    writer.writerow([inert(cell) for cell in table.header])
+    writer.writerows(["" if cell is None else inert(cell) for cell in row] for row in table.rows)
     return text.getvalue().encode("utf-8-sig")
 
 
@@ -167,11 +178,11 @@ def to_xlsx(table: Table) -> bytes:
     workbook = Workbook()
     sheet = workbook.active
     sheet.title = table.sheet[:31]
-    sheet.append(table.header)
+    sheet.append([inert(cell) for cell in table.header])  # openpyxl stores text starting with = as a formula
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     for row in table.rows:
-        sheet.append(list(row))
+        sheet.append([inert(cell) for cell in row])
     for index, column in enumerate(table.columns, start=1):
         letter = sheet.cell(row=1, column=index).column_letter
         sheet.column_dimensions[letter].width = min(40, max(10, len(column.header) + 2))

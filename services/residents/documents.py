@@ -12,6 +12,8 @@ from mongoengine import (
     StringField,
 )
 
+from services.residents.domain import IDENTITY_RULES
+
 ALIAS = "residents"
 
 
@@ -22,7 +24,9 @@ def _now():
 class Resident(Document):
     """A resident. Document numbers are stored only encrypted (``document_cipher``)
     and found by keyed hashes (``document_key``, ``person_key``) that make a
-    second registration of the same person collide on a unique index."""
+    second registration of the same person collide on a unique index. Only an active
+    resident holds them: a departure moves them to ``former_identity`` (not unique), so
+    a person who returns registers again, linked through ``previous_id``."""
 
     meta = {
         "db_alias": ALIAS,
@@ -32,6 +36,7 @@ class Resident(Document):
             ("community_id", "household_id"),
             {"fields": ["document_key"], "unique": True, "sparse": True},
             {"fields": ["person_key"], "unique": True, "sparse": True},
+            {"fields": ["former_identity"], "sparse": True},
             ("permit_expires_on",),
         ],
     }
@@ -56,6 +61,8 @@ class Resident(Document):
     document_cipher = StringField()
     document_key = StringField()
     person_key = StringField()
+    former_identity = ListField(StringField(), default=None)  # ``document_key:<hash>``… once departed
+    previous_id = StringField()  # the same person's earlier, departed record
     permit_type = StringField()
     permit_expires_on = DateField()
     status = StringField(default="active", choices=("active", "departed"))
@@ -81,6 +88,8 @@ class ImportJob(Document):
     rejected = IntField(default=0)
     errors_total = IntField(default=0)
     errors = ListField(DictField())  # {row, column, reason}: no values that are personal data
+    notes_total = IntField(default=0)
+    notes = ListField(StringField())  # "row 7: already registered as <id>"
     requested_by = StringField()
     communities = ListField(StringField())
     created_at = DateTimeField(default=_now)
@@ -95,6 +104,7 @@ class ImportRow(Document):
     import_id = StringField(required=True)
     row = IntField(required=True)
     values = DictField()
+    errors = ListField(DictField())  # what reading the file found wrong with the row ({row, column, reason})
 
 
 class ContactAccess(Document):
@@ -129,6 +139,30 @@ class ReminderRun(Document):
     id = StringField(primary_key=True)  # the ISO date
     sent = IntField(default=0)
     at = DateTimeField(default=_now)
+
+
+MIGRATIONS = "migrations"
+
+
+def former_key(key: str, value: str) -> str:
+    """How a departed resident keeps an identity key: ``document_key:<hash>``, unique no more."""
+    return f"{key}:{value}"
+
+
+def migrate(database) -> None:
+    """Run once per database (``MongoDatabase``'s ``prepare``): departed residents recorded before
+    departures moved identity keys aside still hold them, which would refuse their return."""
+    done = database[MIGRATIONS]
+    if done.find_one({"_id": "departed_identity"}) is not None:
+        return
+    residents = database[Resident._get_collection_name()]
+    for found in residents.find({"status": "departed"}, dict.fromkeys(IDENTITY_RULES, 1)):
+        held = [k for k in IDENTITY_RULES if found.get(k)]
+        if held:
+            residents.update_one({"_id": found["_id"]}, {
+                "$addToSet": {"former_identity": {"$each": [former_key(k, found[k]) for k in held]}},
+                "$unset": dict.fromkeys(held, "")})
+    done.insert_one({"_id": "departed_identity"})
 
 
 ALL_DOCUMENTS = (Resident, ImportJob, ImportRow, ContactAccess, PermitReminder, ReminderRun)

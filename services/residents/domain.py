@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 from datetime import date
 
 from babel import Locale
@@ -228,4 +229,73 @@ CONTACT_PURPOSES = {
 PERSONAL_VIEW_FIELDS = frozenset({"name", "name_romanised", "birth_date", "phone", "email", "document_number"})
 
 ERASABLE_FIELDS = ("name", "name_romanised", "name_search", "phone", "email", "birth_date", "document_type",
-                   "document_cipher", "document_key", "person_key", "household_id")
+                   "document_cipher", "document_key", "person_key", "former_identity", "household_id")
+
+
+# -- the same person: one rule for every door (HTTP, ingest, collection-form import) ----------
+
+IDENTITY_RULES = {"document_key": "same document", "person_key": "same name, birth date and phone"}
+"""The identity keys and what each means. ``document_key`` is city-wide; ``person_key`` hashes the
+community in, so it only ever matches in the same community."""
+
+
+@dataclass(frozen=True)
+class Match:
+    """A resident of the registry who shares an identity key with someone being registered."""
+
+    id: str
+    community_id: str
+    status: str  # "active" | "departed"
+    rule: str  # which key matched, as ``IDENTITY_RULES`` names it
+    erased: bool = False
+
+
+@dataclass(frozen=True)
+class SamePerson:
+    """What registering someone means, given who the registry already holds.
+
+    ``verdict``: ``new`` (register, linked to ``previous_id`` if the person lived here before),
+    ``already_registered`` (the same community: nothing to do, ``existing_id`` is them) or
+    ``registered_elsewhere`` (active in ``community_id``: move them, do not register twice)."""
+
+    verdict: str
+    existing_id: str | None = None
+    community_id: str | None = None
+    rule: str | None = None
+    previous_id: str | None = None
+
+    @property
+    def is_new(self) -> bool:
+        return self.verdict == "new"
+
+    @property
+    def message(self) -> str:
+        if self.verdict == "already_registered":
+            return f"this person is already registered as resident {self.existing_id} ({self.rule})"
+        if self.verdict == "registered_elsewhere":
+            return (f"this person is registered in community {self.community_id} as resident {self.existing_id} "
+                    f"({self.rule}); move them with POST /residents/{self.existing_id}/move")
+        return "a new registration"
+
+    @property
+    def details(self) -> dict:
+        details = {"existing_id": self.existing_id, "rule": self.rule}
+        if self.verdict == "registered_elsewhere":
+            details["community_id"] = self.community_id
+        return details
+
+
+def same_person(community_id: str, matches: list[Match]) -> SamePerson:
+    """The same-person rule. (a) active in the same community: ``already_registered``; (b) active in
+    another: ``registered_elsewhere``; (c) departed: registers again, linked to the latest departed
+    record; (d) erased: nothing left to match, registers as new. A document match outranks a
+    name + birth date + phone match; ids are ObjectIds, so the greatest is the latest."""
+    live = [m for m in matches if not m.erased]
+    active = sorted((m for m in live if m.status == "active"),
+                    key=lambda m: (m.community_id != community_id, m.rule != IDENTITY_RULES["document_key"]))
+    if active:
+        first = active[0]
+        verdict = "already_registered" if first.community_id == community_id else "registered_elsewhere"
+        return SamePerson(verdict, first.id, first.community_id, first.rule)
+    departed = [m.id for m in live if m.status == "departed"]
+    return SamePerson("new", previous_id=max(departed) if departed else None)

@@ -54,7 +54,17 @@ XLSX_MAGIC = b"PK\x03\x04"
 
 
 class FormError(Exception):
-    """The file as a whole cannot be read: no row is imported."""
+    """The file as a whole cannot be read: no row is imported. ``code`` and ``details`` for the 400."""
+
+    def __init__(self, message: str, code: str = "invalid_form", details: dict | None = None):
+        super().__init__(message)
+        self.code = code
+        self.details = details or {}
+
+
+def repeated(column: str) -> str:
+    """The reason a column given twice is refused, at the ingest door as in a form."""
+    return f"{column} is given twice"
 
 
 @dataclass
@@ -75,6 +85,7 @@ class Form:
     columns: list[str]
     rows: list[tuple[int, dict]]  # (row number as a spreadsheet shows it, raw values)
     ignored_columns: list[str] = field(default_factory=list)
+    row_errors: dict[int, list[RowError]] = field(default_factory=dict)  # found while reading, by row number
 
 
 def read(content: bytes, filename: str = "") -> Form:
@@ -85,10 +96,18 @@ def read(content: bytes, filename: str = "") -> Form:
     else:
         header, records = _read_csv(content)
     columns, ignored = _map_header(header)
-    rows = [(number, dict(zip(columns, values))) for number, values in records if any(v.strip() for v in values)]
+    titled = {i for i, title in enumerate(header) if title.strip()}  # beyond it, or under an empty title
+    rows, row_errors = [], {}
+    for number, values in records:
+        if not any(v.strip() for v in values):
+            continue
+        rows.append((number, dict(zip(columns, values))))
+        untitled = next((i for i, value in enumerate(values) if value.strip() and i not in titled), None)
+        if untitled is not None:  # the value is not echoed: it may be personal data
+            row_errors[number] = [RowError(number, f"column {untitled + 1}", "a value in a column without a header")]
     if not rows:
         raise FormError("the file has a header but no rows")
-    return Form([c for c in columns if c], rows, ignored)
+    return Form([c for c in columns if c], rows, ignored, row_errors)
 
 
 def _read_csv(content: bytes):
@@ -99,12 +118,24 @@ def _read_csv(content: bytes):
             f"the file is not UTF-8 (byte 0x{content[exc.start]:02x} at position {exc.start}); "
             "save the form as 'CSV UTF-8'"
         ) from None
-    try:
-        records = list(csv.reader(io.StringIO(text)))
+    records = []
+    try:  # strict: a quote never closed is an error, not the rest of the file read into one cell
+        records.extend(csv.reader(io.StringIO(text), strict=True))
     except csv.Error as exc:
-        raise FormError(f"the file is not valid CSV: {exc}") from None
+        if "unexpected end of data" in str(exc):
+            row = len(records) + 1
+            raise FormError(f"row {row}: a quote opened in this row is never closed, so every later row would "
+                            "be read into one cell", code="unclosed_quote", details={"row": row}) from None
+        records = _read_csv_leniently(text)  # a stray quote inside a cell, as spreadsheets accept it
     header, body = records[0], records[1:]
     return header, [(index + 2, row) for index, row in enumerate(body)]
+
+
+def _read_csv_leniently(text: str) -> list[list[str]]:
+    try:
+        return list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise FormError(f"the file is not valid CSV: {exc}") from None
 
 
 def _read_xlsx(content: bytes):
@@ -137,6 +168,10 @@ def _map_header(header: list[str]) -> tuple[list[str | None], list[str]]:
     columns, ignored = [], []
     for title in header:
         name = _BY_HEADER.get(title.strip().lower())
+        if name is not None and name in columns:
+            raise FormError(f"{repeated(name)}: columns {columns.index(name) + 1} and {len(columns) + 1} "
+                            f"({title.strip()!r})", code="repeated_column",
+                            details={"column": name, "columns": [columns.index(name) + 1, len(columns) + 1]})
         columns.append(name)
         if name is None and title.strip():
             ignored.append(title.strip())

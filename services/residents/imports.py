@@ -8,8 +8,10 @@ once all are handled — the form's personal data is not kept twice.
 Each batch is one transaction: the new residents, their ``resident.registered``
 envelopes in the outbox and the job's progress commit together, so a crash
 repeats no batch and loses no announcement. A duplicate-key error would abort
-the transaction, so the batch's identity keys are looked up first (one query)
-and only people not yet registered are inserted.
+the transaction, so the batch's identity keys are looked up first (one query
+per key, ``identity.same_person``) and only people the same-person rule admits
+are inserted; the others are a note (already registered here) or an error
+(registered in another community) on the job.
 """
 from __future__ import annotations
 
@@ -23,13 +25,12 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from contracts import RESIDENT_IMPORT_COMPLETED
 from services.common.messaging import fact_id
 from services.common.metrics import scrape_time_metrics
-from services.residents import forms, registry
+from services.residents import domain, forms, identity, registry
 from services.residents.documents import ImportJob, ImportRow, Resident
 from services.residents.privacy import Vault
 
 BATCH_ROWS = 500
 MAX_REPORTED_ERRORS = 5000
-IDENTITY_KEYS = ("document_key", "person_key")
 BATCH_ATTEMPTS = 3  # a batch that lost a race with another import of the same people is looked up again
 
 
@@ -49,7 +50,8 @@ def accept(content: bytes, filename: str, requested_by: str, may_see) -> tuple[I
     rows = ImportRow._get_collection()
     for start in range(0, len(form.rows), 5000):
         rows.insert_many(
-            [{"import_id": str(job.id), "row": number, "values": raw}
+            [{"import_id": str(job.id), "row": number, "values": raw,
+              **({"errors": [e.as_dict() for e in form.row_errors[number]]} if number in form.row_errors else {})}
              for number, raw in form.rows[start:start + 5000]],
             ordered=False,
         )
@@ -111,17 +113,17 @@ def _complete(publish, session, job_id: str) -> None:
 def _register_batch(vault, stage, batch, job_id, after_row: int) -> None:
     """The batch's new residents, their announcements and the job's progress, in one transaction."""
     errors: list[forms.RowError] = []
-    records = []
+    candidates = []  # (row number, record)
     for row in batch:
-        command, row_errors = forms.to_command(row.row, row.values)
+        found = [forms.RowError(**e) for e in (row.errors or [])]
+        command, row_errors = forms.to_command(row.row, row.values) if not found else (None, found)
         if row_errors:
             errors.extend(row_errors)
         else:
-            records.append(registry.to_record(vault, command, import_id=job_id))
-    rejected = len(batch) - len(records)
+            candidates.append((row.row, registry.to_record(vault, command, import_id=job_id)))
 
     def store(session, publish):
-        fresh = _not_yet_registered(records, session)
+        fresh, notes, refused = _sort_out(candidates, session)
         if fresh:
             Resident._get_collection().insert_many(fresh, session=session)
             messages = []  # staged in one write, not one per resident
@@ -132,8 +134,8 @@ def _register_batch(vault, stage, batch, job_id, after_row: int) -> None:
             for record in fresh:
                 registry.announce_registered(collect, record)
             stage.stage_many(session, messages)
-        _record_progress(session, job_id, after_row, batch[-1].row, len(batch), len(fresh),
-                         len(records) - len(fresh), rejected, errors)
+        _record_progress(session, job_id, after_row, batch[-1].row, len(batch), len(fresh), notes,
+                         len(batch) - len(candidates) + len(refused), errors + refused)
 
     for attempt in range(1, BATCH_ATTEMPTS + 1):
         try:
@@ -142,41 +144,55 @@ def _register_batch(vault, stage, batch, job_id, after_row: int) -> None:
         except (DuplicateKeyError, BulkWriteError):
             if attempt == BATCH_ATTEMPTS:
                 raise
-            for record in records:
-                record.pop("_id", None)  # the aborted insert's ids
 
 
-def _not_yet_registered(records: list[dict], session) -> list[dict]:
-    """``records`` less the people already registered (by either identity key) or earlier in the batch.
-    One ``$in`` per key: an ``$or`` of them scans the whole collection on SecantusDB (26 s at 5,000)."""
-    known = {key: set() for key in IDENTITY_KEYS}
-    for key in IDENTITY_KEYS:
-        wanted = [record[key] for record in records if record.get(key)]
-        if wanted:
-            found = Resident._get_collection().find({key: {"$in": wanted}}, {key: 1}, session=session)
-            known[key].update(document[key] for document in found)
-    fresh = []
-    for record in records:
-        if any(record.get(key) and record[key] in known[key] for key in IDENTITY_KEYS):
-            continue
-        fresh.append(record)
-        for key in IDENTITY_KEYS:
-            if record.get(key):
-                known[key].add(record[key])
-    return fresh
+def _sort_out(candidates: list[tuple[int, dict]], session) -> tuple[list[dict], list[str], list[forms.RowError]]:
+    """The same-person rule (``domain.same_person``, as at every door) for each row: the records to
+    insert, a note for each person already registered here, an error for each registered elsewhere.
+    A person twice in the form is judged against the row registered first."""
+    verdicts = identity.same_person([record for _, record in candidates], session)
+    fresh, notes, refused = [], [], []
+    earlier: dict[str, dict[str, dict]] = {key: {} for key in identity.IDENTITY_KEYS}  # key -> value -> record
+    for (number, record), verdict in zip(candidates, verdicts):
+        twins = [domain.Match(str(earlier[key][record[key]]["_id"]), earlier[key][record[key]]["community_id"],
+                              "active", domain.IDENTITY_RULES[key])
+                 for key in identity.IDENTITY_KEYS if record.get(key) in earlier[key]]
+        if verdict.is_new and twins:
+            verdict = domain.same_person(record["community_id"], twins)
+        if verdict.verdict == "already_registered":
+            notes.append(f"row {number}: already registered as {verdict.existing_id}")
+        elif not verdict.is_new:
+            refused.append(forms.RowError(number, RULE_COLUMNS[verdict.rule], verdict.message))
+        else:
+            record["_id"] = ObjectId()  # known before the insert: a later twin in the form names it
+            record.pop("previous_id", None)
+            if verdict.previous_id:
+                record["previous_id"] = verdict.previous_id
+            fresh.append(record)
+            for key in identity.IDENTITY_KEYS:
+                if record.get(key):
+                    earlier[key][record[key]] = record
+    return fresh, notes, refused
 
 
-def _record_progress(session, job_id, after_row, last_row, rows, registered, already_registered, rejected,
-                     errors) -> None:
+RULE_COLUMNS = {domain.IDENTITY_RULES["document_key"]: "document_number",
+                domain.IDENTITY_RULES["person_key"]: "name"}
+
+
+def _record_progress(session, job_id, after_row, last_row, rows, registered, notes, rejected, errors) -> None:
     jobs = ImportJob._get_collection()
-    update = {"$inc": {"rows_done": rows, "registered": registered, "already_registered": already_registered,
-                       "rejected": rejected, "errors_total": len(errors)},
+    update = {"$inc": {"rows_done": rows, "registered": registered, "already_registered": len(notes),
+                       "rejected": rejected, "errors_total": len(errors), "notes_total": len(notes)},
               "$set": {"last_row": last_row}}
-    if errors:
-        job = jobs.find_one({"_id": ObjectId(job_id)}, {"errors": 1}, session=session)
-        room = MAX_REPORTED_ERRORS - len(job.get("errors") or [])
-        if room > 0:
-            update["$push"] = {"errors": {"$each": [e.as_dict() for e in errors[:room]]}}
+    if errors or notes:
+        job = jobs.find_one({"_id": ObjectId(job_id)}, {"errors": 1, "notes": 1}, session=session)
+        pushes = {}
+        for field, items in (("errors", [e.as_dict() for e in errors]), ("notes", notes)):
+            room = MAX_REPORTED_ERRORS - len(job.get(field) or [])
+            if items and room > 0:
+                pushes[field] = {"$each": items[:room]}
+        if pushes:
+            update["$push"] = pushes
     if not jobs.update_one({"_id": ObjectId(job_id), "last_row": after_row}, update, session=session).matched_count:
         raise BatchTaken(job_id)
 
@@ -194,6 +210,8 @@ def view(job: ImportJob) -> dict:
         "rejected": job.rejected,
         "errors": [f"row {e['row']}, {e['column']}: {e['reason']}" for e in job.errors],
         "errors_truncated": job.errors_total > len(job.errors),
+        "notes": list(job.notes),
+        "notes_truncated": job.notes_total > len(job.notes),
         "communities": list(job.communities),
         "created_at": job.created_at.isoformat(),
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,

@@ -3,15 +3,15 @@
 The row is read as ``forms`` reads a form's rows (Chinese or English headers,
 Chinese values translated), registered in one transaction with the record that
 this message was ingested and the ``resident.registered`` envelope (the outbox),
-which is published after the commit. The same person already in the same community is ``already_registered``;
-anything else that cannot be registered is rejected with every reason.
+which is published after the commit. Who counts as the same person is ``domain.same_person``'s rule, as at
+every door; anything else that cannot be registered is rejected with every reason.
 """
 from __future__ import annotations
 
 from pymongo.errors import DuplicateKeyError
 
 from services.common.ingest import IngestRejected, error, once
-from services.residents import forms, registry
+from services.residents import forms, identity, registry
 from services.residents.documents import Resident
 
 _COLUMN_OF = {alias.strip().lower(): column for column, aliases in forms.HEADERS.items() for alias in aliases}
@@ -26,7 +26,7 @@ def row_command(community_id: str, row: dict) -> dict:
         if column is None:
             errors.append(error("unknown_column", f"data.row.{header}", "not a column of the collection form"))
         elif column in raw:
-            errors.append(error("repeated_column", f"data.row.{header}", f"{column} is given twice"))
+            errors.append(error("repeated_column", f"data.row.{header}", forms.repeated(column)))
         else:
             raw[column], header_of[column] = value or "", header
     named = raw.get("community_id", "").strip()
@@ -43,41 +43,30 @@ def row_command(community_id: str, row: dict) -> dict:
 
 def submit_form_row(database, vault, stage, envelope) -> dict:
     """Register the row's resident once per message; returns the ``ingest.accepted`` outcome.
-    ``stage``: the outbox; a redelivery after a crash finds the announcement already there."""
+    ``stage``: the outbox; a redelivery after a crash finds the announcement already there.
+    The same-person rule decides (``domain.same_person``): the same person active in this community is
+    ``already_registered`` with their id, active in another community ``registered_elsewhere`` (rejected:
+    a move, not a registration), departed or erased registers anew."""
     command = row_command(envelope.data["community_id"], envelope.data["row"])
     record = registry.to_record(vault, command)
     residents = Resident._get_collection()
 
     def register(session):
+        record.pop("_id", None)  # an aborted attempt's id
+        verdict = identity.same_person([record], session)[0]
+        if verdict.verdict == "already_registered":
+            return {"outcome": "already_registered", "resident_id": verdict.existing_id}
+        if not verdict.is_new:
+            raise IngestRejected([error(verdict.verdict, "data.row", verdict.message)])
+        if verdict.previous_id:
+            record["previous_id"] = verdict.previous_id
         residents.insert_one(record, session=session)
         registry.announce_registered(stage.publisher(session), record)
         return {"outcome": "registered", "resident_id": str(record["_id"])}
 
     try:
         result, _ = once(database, envelope, register)
-    except DuplicateKeyError:  # the same person is in the registry already
-        existing = _same_person(record)
-        result, _ = once(database, envelope, lambda session: _already_registered(existing, command))
+    except DuplicateKeyError:  # the same person, registered concurrently: the verdict sees them now
+        result, _ = once(database, envelope, register)
     stage.flush()
     return result
-
-
-def _same_person(record: dict) -> dict | None:
-    for key in ("document_key", "person_key"):
-        if record.get(key):
-            found = Resident._get_collection().find_one({key: record[key]}, {"community_id": 1, "status": 1})
-            if found is not None:
-                return found
-    return None
-
-
-def _already_registered(existing: dict | None, command: dict) -> dict:
-    if existing is None:
-        raise IngestRejected([error("duplicate_resident", "data.row", "the registry refused the row as a "
-                                                                      "duplicate, but no duplicate can be found")])
-    if existing["community_id"] != command["community_id"] or existing.get("status") != "active":
-        raise IngestRejected([error(
-            "duplicate_resident", "data.row",
-            f"this person is registered as resident {existing['_id']} ({existing.get('status')}, in another "
-            "community or departed); move or re-register them through the registry, not the ingest door")])
-    return {"outcome": "already_registered", "resident_id": str(existing["_id"])}

@@ -22,20 +22,10 @@ from contracts import (
 from contracts.feeds import PARTNER_PERSONAL_FIELDS
 from services.common.messaging import fact_id
 from services.common.outbox import save_changes
-from services.common.web import ApiError, Conflict, NotFound
-from services.residents import domain
+from services.common.web import ApiError, NotFound
+from services.residents import domain, identity
 from services.residents.documents import ContactAccess, Resident
 from services.residents.privacy import Vault, mask
-
-
-class DuplicateResident(Conflict):
-    code = "duplicate_resident"
-
-    def __init__(self, existing_id: str, rule: str):
-        super().__init__(
-            f"this person is already registered ({rule})", {"existing_id": existing_id, "rule": rule}
-        )
-        self.existing_id = existing_id
 
 
 class ResidentGone(ApiError):
@@ -53,27 +43,6 @@ def find(resident_id: str) -> Resident:
     return resident
 
 
-def _identity_keys(vault: Vault, resident: dict) -> dict:
-    keys = {"document_key": None, "person_key": None}
-    if resident.get("document_type") and resident.get("document_number"):
-        keys["document_key"] = vault.lookup_hash("doc", resident["document_type"], resident["document_number"])
-    if resident.get("name") and resident.get("birth_date") and resident.get("phone"):
-        keys["person_key"] = vault.lookup_hash(
-            "person", resident["community_id"], resident["name"], resident["birth_date"].isoformat(),
-            "".join(ch for ch in resident["phone"] if ch.isdigit()),
-        )
-    return keys
-
-
-def _existing_duplicate(keys: dict) -> DuplicateResident:
-    for field, rule in (("document_key", "same document"), ("person_key", "same name, birth date and phone")):
-        if keys[field]:
-            existing = Resident.objects(**{field: keys[field]}).only("id").first()
-            if existing:
-                return DuplicateResident(str(existing.id), rule)
-    raise RuntimeError("a unique index refused a resident, but no duplicate can be found")
-
-
 def to_record(vault: Vault, command: dict, import_id: str | None = None) -> dict:
     """A ``RegisterResident`` command as the document stored: the document number
     encrypted, identity keys and romanised name added. Plain pymongo types, so a
@@ -82,7 +51,7 @@ def to_record(vault: Vault, command: dict, import_id: str | None = None) -> dict
     for field in ("birth_date", "permit_expires_on"):
         if isinstance(record.get(field), date):
             record[field] = datetime(record[field].year, record[field].month, record[field].day)
-    record.update({k: v for k, v in _identity_keys(vault, command).items() if v})
+    record.update({k: v for k, v in identity.identity_keys(vault, command).items() if v})
     if command.get("document_number"):
         record["document_cipher"] = vault.encrypt(command["document_number"])
     record["name_romanised"] = domain.romanise(command["name"])
@@ -97,8 +66,10 @@ def to_record(vault: Vault, command: dict, import_id: str | None = None) -> dict
 
 
 def register(vault: Vault, stage, command: dict) -> str:
-    """Store the resident and its ``resident.registered`` in one transaction (``stage``: the outbox)."""
+    """Store the resident and its ``resident.registered`` in one transaction (``stage``: the outbox),
+    or ``SamePersonConflict`` (409) as the same-person rule says."""
     record = to_record(vault, command)
+    identity.admit(record)
     collection = Resident._get_collection()
 
     def store(session):
@@ -108,9 +79,9 @@ def register(vault: Vault, stage, command: dict) -> str:
     try:
         with collection.database.client.start_session() as session:
             session.with_transaction(store)
-    except DuplicateKeyError:
+    except DuplicateKeyError:  # registered by someone else between the look-up and the insert
         record.pop("_id", None)
-        raise _existing_duplicate(_identity_keys(vault, command)) from None
+        raise identity.SamePersonConflict(identity.refused(record)) from None
     stage.flush()  # committed: published before the caller hears the id
     return str(record["_id"])
 
@@ -147,7 +118,7 @@ def update(vault: Vault, stage, resident: Resident, changes: dict) -> list[str]:
         if field != "document_number":
             setattr(resident, field, value)
     resident.document_cipher = vault.encrypt(after.get("document_number"))
-    for key, value in _identity_keys(vault, after).items():
+    for key, value in identity.identity_keys(vault, after).items():
         setattr(resident, key, value)
     resident.name_romanised = domain.romanise(after["name"])
     resident.name_search = domain.search_text(after["name"])
@@ -163,7 +134,8 @@ def update(vault: Vault, stage, resident: Resident, changes: dict) -> list[str]:
     try:
         stage.transaction(write)
     except DuplicateKeyError:
-        raise _existing_duplicate(_identity_keys(vault, after)) from None
+        keys = {"community_id": resident.community_id, **identity.identity_keys(vault, after)}
+        raise identity.SamePersonConflict(identity.refused(keys, excluding=resident_id)) from None
     return sorted(changed)
 
 
@@ -175,7 +147,7 @@ def move(vault: Vault, stage, resident: Resident, command: dict) -> None:
     resident.community_id = command["community_id"]
     resident.grid_id = command["grid_id"]
     resident.household_id = command["household_id"]
-    keys = _identity_keys(vault, _as_command(resident, vault))
+    keys = identity.identity_keys(vault, _as_command(resident, vault))
     resident.person_key = keys["person_key"]
     resident.updated_at = datetime.now(timezone.utc)
     resident_id = str(resident.id)
@@ -193,12 +165,14 @@ def move(vault: Vault, stage, resident: Resident, command: dict) -> None:
     try:
         stage.transaction(write)
     except DuplicateKeyError:
-        raise _existing_duplicate(keys) from None
+        keys = {"community_id": resident.community_id, **keys}
+        raise identity.SamePersonConflict(identity.refused(keys, excluding=resident_id)) from None
 
 
 def depart(stage, resident: Resident, command: dict) -> None:
     _require_active(resident)
     resident.status = "departed"
+    identity.retire(resident)
     resident.departure_reason = command["reason"]
     resident.departed_on = command["departed_on"]
     resident.updated_at = datetime.now(timezone.utc)
@@ -283,6 +257,7 @@ def _full_view(vault: Vault, resident: Resident, with_pii: bool) -> dict:
         "departed_on": resident.departed_on.isoformat() if resident.departed_on else None,
         "erased": resident.erased_at is not None,
         "registered_at": resident.registered_at.isoformat(),
+        "previous_id": resident.previous_id,
     }
 
 

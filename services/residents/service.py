@@ -23,7 +23,7 @@ from services.common.outbox import Outbox
 from services.common.sealing import SealForReader
 from services.common.web import ApiError, NotFound, ValidationFailed, api, load, read_json
 from services.residents import imports, ingest, registry, reminders
-from services.residents.documents import ALL_DOCUMENTS, ImportJob
+from services.residents.documents import ALL_DOCUMENTS, ImportJob, migrate
 from services.residents.domain import MoveResident, RecordDeparture, RegisterResident, SearchResidents, UpdateResident
 from services.residents.forms import FormError
 from services.residents.privacy import PII_SCOPE
@@ -44,7 +44,7 @@ def _with_pii(request) -> bool:
 class ResidentsService(ServiceBase):
     name = "residents"
 
-    db = MongoDatabase("residents", documents=ALL_DOCUMENTS)
+    db = MongoDatabase("residents", documents=ALL_DOCUMENTS, prepare=migrate)
     vault = ResidentsVault()
     outbox = Outbox("residents")
     myself = RpcProxy("residents")
@@ -118,7 +118,7 @@ class ResidentsService(ServiceBase):
         try:
             job, created = imports.accept(content, filename, request.principal.subject, request.principal.may_see)
         except FormError as exc:
-            raise ApiError(str(exc), code="invalid_form") from None
+            raise ApiError(str(exc), exc.details, code=exc.code) from None
         if created:
             self.myself.run_import.call_async(str(job.id))
         return (202 if created else 200), {**imports.view(job), "repeat": not created}

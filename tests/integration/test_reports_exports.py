@@ -162,3 +162,22 @@ def test_bad_months_unknown_names_and_other_communities(reports):
     assert reports("/communities/yulin/reports/2026-11.html").status_code == 403
     # The JSON routes beside the downloads still answer as before.
     assert reports("/communities/tongzilin/profile").json()["residents_total"] == 2
+
+
+FORMULA_TAG = '=HYPERLINK("https://evil/x","x")'  # a tag as a collection form may carry it (no dot: a key)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_a_formula_looking_value_is_exported_inert(reports, config, fmt):
+    """Issue #14, item 6: CSV injection. The tag reaches the profile export with a ' before it."""
+    publish(config["AMQP_URI"], [resident("r9", tags=[FORMULA_TAG])])
+    deadline = time.monotonic() + 30
+    while FORMULA_TAG not in reports("/communities/tongzilin/profile").json()["residents_by_tag"]:
+        assert time.monotonic() < deadline, "the resident did not arrive"
+        time.sleep(0.2)
+    response, profile = download(reports, "/communities/tongzilin/profile", fmt)
+    tags = [r["类别 / Category"] for r in profile if r["维度 / Dimension"] == "标签 / Tag"]
+    assert "'" + FORMULA_TAG in tags and FORMULA_TAG not in tags
+    if fmt == "xlsx":
+        cells = [cell for row in load_workbook(io.BytesIO(response.content)).active.iter_rows() for cell in row]
+        assert not [cell.coordinate for cell in cells if cell.data_type == "f"]

@@ -113,3 +113,27 @@ def test_an_unknown_import_is_404(post):
     assert missing.status_code == 404
     for bad_id in ("nope", "z" * 24):
         assert requests.get(post.base + f"/residents/imports/{bad_id}", headers=post.headers).status_code == 404
+
+
+def test_an_unclosed_quote_or_a_repeated_column_refuses_the_file_and_names_why(post, mongo_client, config):
+    """Issue #14, item 6: these were read as one row for two, or the last of two values."""
+    lines = form_csv(3, seed=3).decode("utf-8-sig").splitlines()
+    unclosed = "\n".join([lines[0], lines[1], 'tongzilin,,,"Jean Valjean,男,1990-01-01', lines[2], lines[3]])
+    response = post(unclosed.encode())
+    assert response.status_code == 400 and response.json()["error"] == "unclosed_quote"
+    assert response.json()["message"].startswith("row 3: a quote opened in this row is never closed")
+    assert response.json()["details"] == {"row": 3}
+
+    response = post("社区,姓名,居住类型,国籍,name\ntongzilin,王秀英,户籍,CN,Wang Xiuying\n".encode())
+    assert response.status_code == 400 and response.json()["error"] == "repeated_column"
+    assert response.json()["message"].startswith("name is given twice")
+    assert response.json()["details"] == {"column": "name", "columns": [2, 5]}
+    assert mongo_client[config["MONGO_DB_PREFIX"] + "residents"]["imports"].count_documents({}) == 0
+
+
+def test_a_row_with_cells_beyond_the_header_is_rejected_and_named(post):
+    lines = form_csv(3, seed=3).decode("utf-8-sig").splitlines()
+    content = "\n".join([lines[0], lines[1] + ",,", lines[2] + ",=HYPERLINK(\"http://evil.example\")", lines[3]])
+    job = post.wait(post(content.encode()).json()["id"])
+    assert (job["rows_total"], job["registered"], job["rejected"]) == (3, 2, 1)
+    assert job["errors"] == [f"row 3, column {len(HEADER) + 1}: a value in a column without a header"]

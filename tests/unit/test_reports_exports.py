@@ -170,3 +170,18 @@ def test_the_monthly_report_escapes_and_copes_with_no_ranking():
         demonstration_threshold=80, today=TODAY)
     assert "<script>x" not in page and "&lt;script&gt;" in page
     assert "Not ranked this month" in page
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example","click")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+
+
+def test_formula_looking_cells_are_exported_inert():
+    table = exports.Table("t", (exports.Column("=header"), exports.Column("n")),
+                          tuple((text, -3) for text in FORMULAS) + (("plain", 1.5),))
+    expected = [["'=header", "n"]] + [["'" + text, -3] for text in FORMULAS] + [["plain", 1.5]]
+    assert read_csv(exports.to_csv(table)) == [[str(cell) for cell in row] for row in expected]
+    workbook = load_workbook(io.BytesIO(exports.to_xlsx(table)))
+    cells = list(workbook.active.iter_rows())
+    as_xml = [[cell.replace("\r", "\n") if isinstance(cell, str) else cell for cell in row] for row in expected]
+    assert [[cell.value for cell in row] for row in cells] == as_xml  # XML keeps a CR as a line feed
+    assert all(cell.data_type != "f" for row in cells for cell in row)  # no cell is stored as a formula

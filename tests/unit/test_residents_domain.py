@@ -103,3 +103,32 @@ def test_messages_carry_no_personal_data():
 def test_contact_purposes_never_hand_out_document_numbers():
     for purpose, fields in domain.CONTACT_PURPOSES.items():
         assert "document_number" not in fields, purpose
+
+
+def marie(status="active", community="tongzilin", rule="same document", erased=False, resident_id="a1"):
+    return domain.Match(resident_id, community, status, rule, erased)
+
+
+@pytest.mark.parametrize("matches, verdict, existing_id, previous_id", [
+    ([], "new", None, None),
+    ([marie()], "already_registered", "a1", None),  # (a) active in the same community
+    ([marie(community="yulin")], "registered_elsewhere", "a1", None),  # (b) active in another
+    ([marie(status="departed")], "new", None, "a1"),  # (c) departed: registers again, linked
+    ([marie(status="departed", resident_id="a1"), marie(status="departed", resident_id="b2")], "new", None, "b2"),
+    ([marie(erased=True)], "new", None, None),  # (d) erased: nothing left to match
+    ([marie(status="departed", erased=True)], "new", None, None),
+    ([marie(status="departed", resident_id="a1"), marie(resident_id="b2")], "already_registered", "b2", None),
+    ([marie(community="yulin", resident_id="a1"), marie(rule="same name, birth date and phone", resident_id="b2")],
+     "already_registered", "b2", None),  # the one here is who they are registered as
+])
+def test_the_same_person_rule(matches, verdict, existing_id, previous_id):
+    found = domain.same_person("tongzilin", matches)
+    assert (found.verdict, found.existing_id, found.previous_id) == (verdict, existing_id, previous_id)
+
+
+def test_the_same_person_verdicts_say_what_to_do():
+    elsewhere = domain.same_person("tongzilin", [marie(community="yulin")])
+    assert elsewhere.details == {"existing_id": "a1", "rule": "same document", "community_id": "yulin"}
+    assert "community yulin" in elsewhere.message and "POST /residents/a1/move" in elsewhere.message
+    here = domain.same_person("tongzilin", [marie()])
+    assert here.details == {"existing_id": "a1", "rule": "same document"} and "a1" in here.message

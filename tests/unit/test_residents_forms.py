@@ -103,3 +103,48 @@ def test_a_50000_row_form_reads_and_validates():
     assert len(form.rows) == 50_000
     assert form.rows[-1][0] == 50_001  # spreadsheet row numbers: the header is row 1
     assert all(not errors for _, errors in commands(form))
+
+
+def test_an_unclosed_quote_refuses_the_file_naming_its_row():
+    content = "\n".join([",".join(HEADER)] + form_csv(3, seed=3).decode("utf-8-sig").splitlines()[1:2]
+                        + ['tongzilin,,,"Jean Valjean,男,1990-01-01'] + form_csv(3, seed=4).decode().splitlines()[1:])
+    with pytest.raises(forms.FormError) as refused:
+        forms.read(content.encode())
+    assert refused.value.code == "unclosed_quote" and str(refused.value).startswith("row 3: a quote opened")
+
+
+def test_a_stray_quote_inside_a_cell_is_still_read():
+    content = "\n".join([",".join(HEADER), 'tongzilin,,,Jean "JJ" Valjean,男,,,,户籍,CN,zh-CN,,,,,,,'])
+    [(_, row)] = forms.read(content.encode()).rows
+    assert row["name"] == 'Jean "JJ" Valjean'
+
+
+def test_cells_beyond_the_header_are_a_row_error_and_empty_ones_are_not():
+    lines = form_csv(3, seed=3).decode("utf-8-sig").splitlines()
+    content = "\n".join([lines[0], lines[1] + ",,", lines[2] + ",surplus", lines[3]])
+    form = forms.read(content.encode())
+    assert len(form.rows) == 3
+    assert {n: [str(e) for e in errors] for n, errors in form.row_errors.items()} == {
+        3: [f"row 3, column {len(HEADER) + 1}: a value in a column without a header"]}
+
+
+@pytest.mark.parametrize("header", ["name,name", "name,姓名"])
+def test_a_repeated_column_refuses_the_file(header):
+    content = f"community_id,residence_type,nationality,{header}\ntongzilin,registered,CN,A,B\n".encode()
+    with pytest.raises(forms.FormError) as refused:
+        forms.read(content)
+    assert refused.value.code == "repeated_column" and str(refused.value).startswith("name is given twice")
+    assert refused.value.details == {"column": "name", "columns": [4, 5]}
+
+
+def test_a_value_under_an_empty_title_in_xlsx_is_a_row_error():
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["community_id", "name", "residence_type", "nationality", None, None])
+    sheet.append(["tongzilin", "王秀英", "registered", "CN", None, "13800001111"])
+    sheet.append(["tongzilin", "李桂英", "registered", "CN"])
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    form = forms.read(buffer.getvalue(), "form.xlsx")
+    assert [str(e) for errors in form.row_errors.values() for e in errors] == [
+        "row 2, column 6: a value in a column without a header"]
