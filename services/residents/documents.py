@@ -12,6 +12,7 @@ from mongoengine import (
     StringField,
 )
 
+from services.common.auth import ALL_COMMUNITIES
 from services.residents.domain import IDENTITY_RULES
 
 ALIAS = "residents"
@@ -92,8 +93,12 @@ class ImportJob(Document):
     notes = ListField(StringField())  # "row 7: already registered as <id>"
     requested_by = StringField()
     communities = ListField(StringField())
+    requester_communities = ListField(StringField())  # what the submitter's token reached ("*": all)
     created_at = DateTimeField(default=_now)
     finished_at = DateTimeField()
+
+    def requester_may_see(self, community_id: str) -> bool:
+        return ALL_COMMUNITIES in self.requester_communities or community_id in self.requester_communities
 
 
 class ImportRow(Document):

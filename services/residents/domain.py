@@ -272,13 +272,25 @@ class SamePerson:
     def message(self) -> str:
         if self.verdict == "already_registered":
             return f"this person is already registered as resident {self.existing_id} ({self.rule})"
+        if self.verdict == "registered_elsewhere" and self.existing_id is None:
+            return (f"this person is registered in a community this token does not cover ({self.rule}); "
+                    "whoever covers that community can move them here")
         if self.verdict == "registered_elsewhere":
             return (f"this person is registered in community {self.community_id} as resident {self.existing_id} "
                     f"({self.rule}); move them with POST /residents/{self.existing_id}/move")
         return "a new registration"
 
+    def seen_from(self, may_see) -> "SamePerson":
+        """The verdict as told to a reader who sees only the communities ``may_see`` admits: the other
+        record's id and community stay hidden from whoever does not reach that community."""
+        if self.verdict != "registered_elsewhere" or may_see(self.community_id):
+            return self
+        return SamePerson(self.verdict, rule=self.rule)
+
     @property
     def details(self) -> dict:
+        if self.existing_id is None:
+            return {"rule": self.rule}
         details = {"existing_id": self.existing_id, "rule": self.rule}
         if self.verdict == "registered_elsewhere":
             details["community_id"] = self.community_id

@@ -20,6 +20,11 @@ class SamePersonConflict(Conflict):
         super().__init__(verdict.message, verdict.details)
         self.code = verdict.verdict
         self.existing_id = verdict.existing_id
+        self.verdict = verdict
+
+    def seen_from(self, may_see) -> "SamePersonConflict":
+        """This 409 as a token that reaches only ``may_see``'s communities may read it."""
+        return SamePersonConflict(self.verdict.seen_from(may_see))
 
 
 IDENTITY_KEYS = tuple(domain.IDENTITY_RULES)

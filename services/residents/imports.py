@@ -34,8 +34,11 @@ MAX_REPORTED_ERRORS = 5000
 BATCH_ATTEMPTS = 3  # a batch that lost a race with another import of the same people is looked up again
 
 
-def accept(content: bytes, filename: str, requested_by: str, may_see) -> tuple[ImportJob, bool]:
-    """Store the form's rows as a queued job; returns (job, created). The same file twice is one job."""
+def accept(content: bytes, filename: str, principal) -> tuple[ImportJob, bool]:
+    """Store the form's rows as a queued job; returns (job, created). The same file twice is one job.
+    The job keeps the communities the submitter's token reaches: a row's error names another community's
+    resident only if they reach it (``SamePerson.seen_from``)."""
+    may_see = principal.may_see
     digest = hashlib.sha256(content).hexdigest()
     existing = ImportJob.objects(content_sha256=digest).first()
     if existing is not None:
@@ -45,7 +48,8 @@ def accept(content: bytes, filename: str, requested_by: str, may_see) -> tuple[I
     communities = sorted({raw.get("community_id", "").strip() for _, raw in form.rows} - {""})
     _require_visible(communities, may_see)
     job = ImportJob(filename=filename, content_sha256=digest, rows_total=len(form.rows),
-                    requested_by=requested_by, communities=communities)
+                    requested_by=principal.subject, communities=communities,
+                    requester_communities=sorted(principal.communities))
     job.save()
     rows = ImportRow._get_collection()
     for start in range(0, len(form.rows), 5000):
@@ -83,7 +87,7 @@ def run(vault: Vault, stage, job_id: str) -> ImportJob:
         if not batch:
             break
         try:
-            _register_batch(vault, stage, batch, job_id, last_row)
+            _register_batch(vault, stage, batch, job, last_row)
             last_row = batch[-1].row
         except BatchTaken:
             last_row = ImportJob.objects(id=job_id).first().last_row
@@ -110,8 +114,9 @@ def _complete(publish, session, job_id: str) -> None:
     )
 
 
-def _register_batch(vault, stage, batch, job_id, after_row: int) -> None:
+def _register_batch(vault, stage, batch, job: ImportJob, after_row: int) -> None:
     """The batch's new residents, their announcements and the job's progress, in one transaction."""
+    job_id = str(job.id)
     errors: list[forms.RowError] = []
     candidates = []  # (row number, record)
     for row in batch:
@@ -123,7 +128,7 @@ def _register_batch(vault, stage, batch, job_id, after_row: int) -> None:
             candidates.append((row.row, registry.to_record(vault, command, import_id=job_id)))
 
     def store(session, publish):
-        fresh, notes, refused = _sort_out(candidates, session)
+        fresh, notes, refused = _sort_out(candidates, session, job.requester_may_see)
         if fresh:
             Resident._get_collection().insert_many(fresh, session=session)
             messages = []  # staged in one write, not one per resident
@@ -146,7 +151,7 @@ def _register_batch(vault, stage, batch, job_id, after_row: int) -> None:
                 raise
 
 
-def _sort_out(candidates: list[tuple[int, dict]], session) -> tuple[list[dict], list[str], list[forms.RowError]]:
+def _sort_out(candidates: list[tuple[int, dict]], session, may_see) -> tuple[list[dict], list[str], list[forms.RowError]]:
     """The same-person rule (``domain.same_person``, as at every door) for each row: the records to
     insert, a note for each person already registered here, an error for each registered elsewhere.
     A person twice in the form is judged against the row registered first."""
@@ -162,7 +167,7 @@ def _sort_out(candidates: list[tuple[int, dict]], session) -> tuple[list[dict], 
         if verdict.verdict == "already_registered":
             notes.append(f"row {number}: already registered as {verdict.existing_id}")
         elif not verdict.is_new:
-            refused.append(forms.RowError(number, RULE_COLUMNS[verdict.rule], verdict.message))
+            refused.append(forms.RowError(number, RULE_COLUMNS[verdict.rule], verdict.seen_from(may_see).message))
         else:
             record["_id"] = ObjectId()  # known before the insert: a later twin in the form names it
             record.pop("previous_id", None)

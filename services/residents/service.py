@@ -3,6 +3,7 @@
 Entrypoints only translate: load the request through a schema, check the
 token's community, call one use case in ``registry``/``imports``/``reminders``.
 """
+from contextlib import contextmanager
 from datetime import date
 
 from bson import ObjectId
@@ -22,7 +23,7 @@ from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
 from services.common.sealing import SealForReader
 from services.common.web import ApiError, NotFound, ValidationFailed, api, load, read_json
-from services.residents import imports, ingest, registry, reminders
+from services.residents import identity, imports, ingest, registry, reminders
 from services.residents.documents import ALL_DOCUMENTS, ImportJob, migrate
 from services.residents.domain import MoveResident, RecordDeparture, RegisterResident, SearchResidents, UpdateResident
 from services.residents.forms import FormError
@@ -39,6 +40,15 @@ FORM_UPLOAD = {"multipart/form-data": {"schema": {"type": "object", "properties"
 
 def _with_pii(request) -> bool:
     return PII_SCOPE in request.principal.scopes
+
+
+@contextmanager
+def _same_person_told_to(principal):
+    """A same-person 409 names the other resident only to a token that reaches their community."""
+    try:
+        yield
+    except identity.SamePersonConflict as exc:
+        raise exc.seen_from(principal.may_see) from None
 
 
 class ResidentsService(ServiceBase):
@@ -59,7 +69,8 @@ class ResidentsService(ServiceBase):
     def register_over_http(self, request):
         command = load(RegisterResident(), read_json(request), "the resident")
         request.principal.require_community(command["community_id"])
-        return 201, {"id": registry.register(self.vault, self.outbox, command)}
+        with _same_person_told_to(request.principal):
+            return 201, {"id": registry.register(self.vault, self.outbox, command)}
 
     @api("GET", "/residents", scope="residents:read", query_schema=SearchResidents)
     def search_over_http(self, request):
@@ -79,7 +90,8 @@ class ResidentsService(ServiceBase):
         changes = load(UpdateResident(), read_json(request), "the update")
         resident = self._visible(request, resident_id)
         try:
-            changed = registry.update(self.vault, self.outbox, resident, changes)
+            with _same_person_told_to(request.principal):
+                changed = registry.update(self.vault, self.outbox, resident, changes)
         except ValidationError as exc:
             raise ValidationFailed("the update is not valid", {"fields": exc.normalized_messages()}) from None
         return {"id": resident_id, "changed_fields": changed}
@@ -90,7 +102,8 @@ class ResidentsService(ServiceBase):
         command = load(MoveResident(), read_json(request), "the move")
         resident = self._visible(request, resident_id)
         request.principal.require_community(command["community_id"])
-        registry.move(self.vault, self.outbox, resident, command)
+        with _same_person_told_to(request.principal):
+            registry.move(self.vault, self.outbox, resident, command)
         return {"id": resident_id, "community_id": command["community_id"]}
 
     @api("POST", "/residents/<resident_id>/departure", scope="residents:write",
@@ -116,7 +129,7 @@ class ResidentsService(ServiceBase):
         content = upload.read() if upload else request.get_data()
         filename = (upload.filename if upload else request.args.get("filename")) or ""
         try:
-            job, created = imports.accept(content, filename, request.principal.subject, request.principal.may_see)
+            job, created = imports.accept(content, filename, request.principal)
         except FormError as exc:
             raise ApiError(str(exc), exc.details, code=exc.code) from None
         if created:

@@ -178,3 +178,27 @@ def test_a_resident_departed_before_the_rule_is_migrated_and_may_register_again(
     assert again.status_code == 201, again.text
     new = requests.get(f"{base}/residents/{again.json()['id']}", headers=headers).json()
     assert new["previous_id"] == earlier
+
+
+def test_a_token_that_does_not_reach_the_other_community_is_not_told_who_or_where(registry, config, token):
+    """(b) to a tongzilin-only token, over HTTP and in an import: refused, but neither the yulin resident's id
+    nor yulin is named — a 409 must not be a way to look into a community the token does not cover."""
+    earlier = arrange(registry, "elsewhere")
+    headers = {"Authorization": f"Bearer {token(SCOPES, communities=('tongzilin',))}"}
+    base = f"http://{config['WEB_SERVER_ADDRESS']}"
+    response = requests.post(base + "/residents", json=MARIE, headers=headers, timeout=60)
+    assert response.status_code == 409 and response.json()["error"] == "registered_elsewhere"
+    assert earlier not in response.text and "yulin" not in response.text
+    assert set(response.json()["details"]) == {"rule"}
+
+    job_id = requests.post(base + "/residents/imports", data=form_csv([MARIE]), params={"filename": "one.csv"},
+                           headers=headers, timeout=60).json()["id"]
+
+    def completed():
+        job = requests.get(f"{base}/residents/imports/{job_id}", headers=headers, timeout=60).json()
+        return job if job["status"] == "completed" else None
+
+    job = until(completed, what="the import")
+    [error] = job["errors"]
+    assert job["rejected"] == 1 and "does not cover" in error
+    assert earlier not in error and "yulin" not in error
