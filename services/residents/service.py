@@ -21,7 +21,7 @@ from services.common.ingest_entrypoints import IngestDoor, ingest_handler, unrou
 from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
 from services.common.web import ApiError, NotFound, ValidationFailed, api, load, read_json
-from services.residents import imports, ingest, registry, reminders
+from services.residents import imports, ingest, migrations, registry, reminders
 from services.residents.documents import ALL_DOCUMENTS, ImportJob
 from services.residents.domain import MoveResident, RecordDeparture, RegisterResident, SearchResidents, UpdateResident
 from services.residents.forms import FormError
@@ -43,7 +43,7 @@ def _with_pii(request) -> bool:
 class ResidentsService(ServiceBase):
     name = "residents"
 
-    db = MongoDatabase("residents", documents=ALL_DOCUMENTS)
+    db = MongoDatabase("residents", documents=ALL_DOCUMENTS, prepare=migrations.run_all)
     vault = ResidentsVault()
     outbox = Outbox("residents")
     myself = RpcProxy("residents")
