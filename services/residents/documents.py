@@ -28,7 +28,7 @@ class Resident(Document):
         "db_alias": ALIAS,
         "collection": "residents",
         "indexes": [
-            ("community_id", "status"),
+            ("community_id", "status", "name_romanised", "id"),  # search: a community's residents by name
             ("community_id", "household_id"),
             {"fields": ["document_key"], "unique": True, "sparse": True},
             {"fields": ["person_key"], "unique": True, "sparse": True},
