@@ -41,7 +41,8 @@ def decode(cursor: str, arity: int) -> list:
         values = json_util.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)), json_options=_JSON)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
         values = None
-    if not isinstance(values, list) or len(values) != arity:
+    # Only plain values: a document (``{"$ne": null}``) would be read as a query operator.
+    if not isinstance(values, list) or len(values) != arity or any(isinstance(v, (dict, list)) for v in values):
         raise ValidationFailed("after is not a cursor this list gave (pass its `next`)",
                                {"fields": {"after": ["not a cursor of this list"]}})
     return values
