@@ -119,14 +119,25 @@ def _event_action(args) -> int:
     import requests
 
     method, path, body = EVENT_ACTIONS[args.events_command]
-    response = requests.request(
-        method, args.url + path.format(**vars(args)), headers=_headers(args, ["events:read", "events:write"]),
-        json=body(args) if body else None, params={"community_id": getattr(args, "community", None)}, timeout=30,
-    )
-    answer = response.json()
-    if response.status_code >= 400:
-        print(f"refused ({response.status_code} {answer.get('error')}): {answer.get('message')}", file=sys.stderr)
-        return 1
+    listing = args.events_command == "list"
+    params = {"community_id": getattr(args, "community", None), "limit": 500 if listing else None}
+    items = []
+    while True:  # a list is read page by page (``next``) to its end; any other answer is one page
+        response = requests.request(
+            method, args.url + path.format(**vars(args)), headers=_headers(args, ["events:read", "events:write"]),
+            json=body(args) if body else None, params=params, timeout=30,
+        )
+        answer = response.json()
+        if response.status_code >= 400:
+            print(f"refused ({response.status_code} {answer.get('error')}): {answer.get('message')}", file=sys.stderr)
+            return 1
+        if not listing:
+            break
+        items += answer["items"]
+        if answer["next"] is None:
+            answer = {"items": items, "next": None}
+            break
+        params = {**params, "after": answer["next"]}
     print(json.dumps(answer, ensure_ascii=False, indent=2))
     return 0
 

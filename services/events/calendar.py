@@ -8,15 +8,36 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 from bson import ObjectId
+from marshmallow import RAISE, fields
 
 from contracts import EVENT_CANCELLED, EVENT_CHANGED, EVENT_COMPLETED, EVENT_SCHEDULED
 from services.common.messaging import fact_id
 from services.common.outbox import save_changes
+from services.common.paging import PageQuery, after_filter, page
 from services.common.web import NotFound
 from services.events import domain
 from services.events.documents import Event, Registration
 
 ANNOUNCED_CHANGES = ("starts_at", "ends_at", "venue", "capacity", "registration_closes_at")
+LISTING_ORDER = [("starts_at", 1), ("_id", 1)]  # the index (community_id, starts_at, _id)
+
+
+class ListEvents(PageQuery):
+    """``GET /events``: a community's events by start time, a page at a time."""
+
+    class Meta:
+        unknown = RAISE
+
+    community_id = fields.String(required=True)
+    lang = fields.String(load_default="zh-CN")
+
+
+def listing(query: dict) -> dict:
+    found = Event.objects(community_id=query["community_id"],
+                          __raw__=after_filter(LISTING_ORDER, query.get("after")))
+    events, after = page(found.order_by("starts_at", "id").limit(query["limit"] + 1), query["limit"],
+                         key=lambda event: (event.starts_at, event.id))
+    return {"items": [view(event, query["lang"]) for event in events], "next": after}
 
 
 def find(event_id: str, session=None) -> Event:

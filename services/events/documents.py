@@ -15,7 +15,7 @@ class Event(Document):
     (``places_left > 0`` -> decrement), so two registrations racing for the
     last place cannot both win."""
 
-    meta = {"db_alias": ALIAS, "collection": "events", "indexes": [("community_id", "starts_at"), "series_id"]}
+    meta = {"db_alias": ALIAS, "collection": "events", "indexes": [("community_id", "starts_at", "id"), "series_id"]}
 
     community_id = StringField(required=True)
     organiser = StringField(required=True)

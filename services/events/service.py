@@ -89,14 +89,11 @@ class EventsService(ServiceBase):
         return {**calendar.view(event, request.args.get("lang", "zh-CN")),
                 "feedback": registrations.feedback_summary(event)}
 
-    @api("GET", "/events", scope="events:read")
+    @api("GET", "/events", scope="events:read", query_schema=calendar.ListEvents)
     def list_over_http(self, request):
-        community_id = request.args.get("community_id")
-        if not community_id:
-            raise ValidationFailed("name the community", {"fields": {"community_id": ["required"]}})
-        request.principal.require_community(community_id)
-        events = calendar.Event.objects(community_id=community_id).order_by("starts_at").limit(500)
-        return {"items": [calendar.view(e, request.args.get("lang", "zh-CN")) for e in events]}
+        query = load(calendar.ListEvents(), request.args.to_dict(), "the listing")
+        request.principal.require_community(query["community_id"])
+        return calendar.listing(query)
 
     @api("PATCH", "/events/<event_id>", scope="events:write",
          request_schema=domain.ChangeEvent)

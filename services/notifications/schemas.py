@@ -1,8 +1,9 @@
-"""What the notifications HTTP API accepts: a resident's preferences."""
+"""What the notifications HTTP API accepts: a resident's preferences, an inbox listing."""
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
+from services.common.paging import PageQuery
 from services.notifications.policy import ALL, CHANNELS, OPTIONAL_CATEGORIES
 
 _HH_MM = validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$", error="not a time of day as HH:MM")
@@ -44,3 +45,12 @@ class PreferencesSchema(Schema):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValidationError("not an IANA time zone such as Asia/Shanghai") from None
+
+
+class InboxQuery(PageQuery):
+    """``GET /residents/<id>/inbox``, ``GET /communities/<id>/inbox``: newest first, a page at a time."""
+
+    class Meta:
+        unknown = RAISE
+
+    unread = fields.Boolean(load_default=False)

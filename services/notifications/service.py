@@ -25,13 +25,13 @@ from services.common.messaging import fact_id, message_handler
 from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
 from services.common.sealing import OpenSealed
-from services.common.web import NotFound, ValidationFailed, api, load, read_json
+from services.common.web import NotFound, api, load, read_json
 from services.notifications import delivery, feed_store, rules, store
 from services.notifications.channels import Channels
 from services.notifications.compose import quiet_hours_from
 from services.notifications.partners import PartnerFeeds
 from services.notifications.policy import Preferences
-from services.notifications.schemas import PreferencesSchema
+from services.notifications.schemas import InboxQuery, PreferencesSchema
 
 UNSUBSCRIBE_AUDIENCE = "linli:unsubscribe"
 
@@ -129,13 +129,10 @@ class NotificationsService(ServiceBase, PartnerFeeds):
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    @api("GET", "/residents/<resident_id>/inbox", scope="notifications:read")
+    @api("GET", "/residents/<resident_id>/inbox", scope="notifications:read", query_schema=InboxQuery)
     def inbox(self, request, resident_id):
         self._require_resident_community(request, resident_id)
-        unread_only = request.args.get("unread") in ("1", "true")
-        limit = _limit(request.args.get("limit"))
-        return {"resident_id": resident_id,
-                "items": [_inbox_item(n, ds) for n, ds in store.inbox(self.db, resident_id, unread_only, limit)]}
+        return {"resident_id": resident_id, **self._inbox_page(request, resident_id)}
 
     @api("POST", "/residents/<resident_id>/inbox/<notification_id>/read", scope="notifications:write")
     def mark_read(self, request, resident_id, notification_id):
@@ -144,12 +141,10 @@ class NotificationsService(ServiceBase, PartnerFeeds):
             raise NotFound(f"no notification {notification_id} for resident {resident_id}")
         return {"id": notification_id, "read": True}
 
-    @api("GET", "/communities/<community_id>/inbox", scope="notifications:read")
+    @api("GET", "/communities/<community_id>/inbox", scope="notifications:read", query_schema=InboxQuery)
     def centre_inbox(self, request, community_id):
         request.principal.require_community(community_id)
-        items = store.inbox(self.db, f"centre:{community_id}", request.args.get("unread") in ("1", "true"),
-                            _limit(request.args.get("limit")))
-        return {"community_id": community_id, "items": [_inbox_item(n, ds) for n, ds in items]}
+        return {"community_id": community_id, **self._inbox_page(request, f"centre:{community_id}")}
 
     @api("GET", "/residents/<resident_id>/preferences", scope="notifications:read")
     def get_preferences(self, request, resident_id):
@@ -317,21 +312,15 @@ class NotificationsService(ServiceBase, PartnerFeeds):
                                  retry_base_s=float(c.get("DELIVERY_RETRY_BASE_SECONDS") or 30),
                                  retry_cap_s=float(c.get("DELIVERY_RETRY_CAP_SECONDS") or 3600))
 
+    def _inbox_page(self, request, recipient: str) -> dict:
+        items, after = store.inbox(self.db, recipient, load(InboxQuery(), request.args.to_dict(), "the listing"))
+        return {"items": [_inbox_item(n, ds) for n, ds in items], "next": after}
+
     def _require_resident_community(self, request, resident_id):
         community_id = store.resident_community(self.db, resident_id)
         if community_id is None:
             raise NotFound(f"no resident {resident_id} known to notifications")
         request.principal.require_community(community_id)
-
-
-def _limit(raw) -> int:
-    try:
-        value = int(raw) if raw is not None else 50
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 500:
-        raise ValidationFailed("limit must be a whole number from 1 to 500", {"fields": {"limit": raw}})
-    return value
 
 
 def _inbox_item(notification: dict, deliveries: list[dict]) -> dict:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from services.common.paging import after_filter, page
 from services.notifications.compose import Recipient, preferences_from
 from services.notifications.policy import Preferences
 
@@ -22,13 +23,14 @@ NOTIFICATIONS = "notifications"
 FAN_OUTS = "fan_outs"
 DELIVERIES = "deliveries"
 HOLDING_REGISTRATION = ("confirmed", "waitlisted", "offered")
+INBOX_ORDER = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 
 def ensure_indexes(db) -> None:
     db[AUDIENCE].create_index([("community_id", ASCENDING), ("status", ASCENDING)])
     db[REGISTRATIONS].create_index([("event_id", ASCENDING), ("status", ASCENDING)])
     db[EVENTS].create_index([("status", ASCENDING), ("starts_at", ASCENDING)])
-    db[NOTIFICATIONS].create_index([("recipient", ASCENDING), ("created_at", DESCENDING)])
+    db[NOTIFICATIONS].create_index([("recipient", ASCENDING), *INBOX_ORDER])
     db[DELIVERIES].create_index([("status", ASCENDING), ("due_at", ASCENDING)])
     db[DELIVERIES].create_index([("notification_id", ASCENDING)])
     db[FAN_OUTS].create_index([("status", ASCENDING)])
@@ -172,15 +174,18 @@ def create_atomically(db, client, records: list, then=None) -> list[dict]:
     raise AssertionError("unreachable")
 
 
-def inbox(db, recipient: str, unread_only: bool, limit: int) -> list[dict]:
-    query = {"recipient": recipient, "in_inbox": True}
-    if unread_only:
-        query["read_at"] = None
-    items = list(db[NOTIFICATIONS].find(query).sort("created_at", DESCENDING).limit(limit))
+def inbox(db, recipient: str, query: dict) -> tuple[list[tuple[dict, list[dict]]], str | None]:
+    """A page of ``recipient``'s inbox (``query``: ``schemas.InboxQuery``), newest first, each
+    notification with its deliveries; and the cursor of the next page, if there is one."""
+    found = {"recipient": recipient, "in_inbox": True, **after_filter(INBOX_ORDER, query.get("after"))}
+    if query["unread"]:
+        found["read_at"] = None
+    items, after = page(db[NOTIFICATIONS].find(found).sort(INBOX_ORDER).limit(query["limit"] + 1), query["limit"],
+                        key=lambda item: (item["created_at"], item["_id"]))
     by_notification = {}
     for d in db[DELIVERIES].find({"notification_id": {"$in": [i["_id"] for i in items]}}):
         by_notification.setdefault(d["notification_id"], []).append(d)
-    return [(item, by_notification.get(item["_id"], [])) for item in items]
+    return [(item, by_notification.get(item["_id"], [])) for item in items], after
 
 
 def mark_read(db, recipient: str, notification_id: str, now: datetime) -> bool:

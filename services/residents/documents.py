@@ -33,7 +33,7 @@ class Resident(Document):
         "db_alias": ALIAS,
         "collection": "residents",
         "indexes": [
-            ("community_id", "status"),
+            ("community_id", "status", "name_romanised", "id"),  # search: a community's residents by name
             ("community_id", "household_id"),
             {"fields": ["document_key"], "unique": True, "sparse": True},
             {"fields": ["person_key"], "unique": True, "sparse": True},
@@ -146,28 +146,9 @@ class ReminderRun(Document):
     at = DateTimeField(default=_now)
 
 
-MIGRATIONS = "migrations"
-
-
 def former_key(key: str, value: str) -> str:
     """How a departed resident keeps an identity key: ``document_key:<hash>``, unique no more."""
     return f"{key}:{value}"
-
-
-def migrate(database) -> None:
-    """Run once per database (``MongoDatabase``'s ``prepare``): departed residents recorded before
-    departures moved identity keys aside still hold them, which would refuse their return."""
-    done = database[MIGRATIONS]
-    if done.find_one({"_id": "departed_identity"}) is not None:
-        return
-    residents = database[Resident._get_collection_name()]
-    for found in residents.find({"status": "departed"}, dict.fromkeys(IDENTITY_RULES, 1)):
-        held = [k for k in IDENTITY_RULES if found.get(k)]
-        if held:
-            residents.update_one({"_id": found["_id"]}, {
-                "$addToSet": {"former_identity": {"$each": [former_key(k, found[k]) for k in held]}},
-                "$unset": dict.fromkeys(held, "")})
-    done.insert_one({"_id": "departed_identity"})
 
 
 ALL_DOCUMENTS = (Resident, ImportJob, ImportRow, ContactAccess, PermitReminder, ReminderRun)

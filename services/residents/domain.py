@@ -12,6 +12,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from pypinyin import lazy_pinyin
 
 from contracts.residents import DEPARTURE_REASONS, PERMIT_THRESHOLDS_DAYS, RESIDENCE_TYPES
+from services.residents.name_folding import fold
 
 # ISO 3166-1 alpha-2 codes, as Babel (CLDR) knows them.
 COUNTRY_CODES = frozenset(code for code in Locale("en").territories if re.fullmatch(r"[A-Z]{2}", code))
@@ -51,9 +52,9 @@ def romanise(name: str) -> str:
 
 def search_text(name: str) -> str:
     """What a name search looks in: the name, its romanised form, and that without spaces,
-    so ``秀英``, ``wang xiuying`` and ``WangXiuying`` all find 王秀英."""
-    romanised = romanise(name)
-    return " | ".join((" ".join(name.lower().split()), romanised, romanised.replace(" ", "")))
+    so ``秀英``, ``wang xiuying`` and ``WangXiuying`` all find 王秀英; accents folded, so ``zoe`` finds Zoë."""
+    romanised = fold(romanise(name))
+    return " | ".join((fold(" ".join(name.split())), romanised, romanised.replace(" ", "")))
 
 
 class Consent(Schema):

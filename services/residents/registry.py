@@ -25,6 +25,7 @@ from services.common.outbox import save_changes
 from services.common.web import ApiError, NotFound
 from services.residents import domain, identity
 from services.residents.documents import ContactAccess, Resident
+from services.residents.name_folding import fold
 from services.residents.privacy import Vault, mask
 
 
@@ -271,7 +272,7 @@ def search(vault: Vault, query: dict, with_pii: bool, personal: bool = True) -> 
     if query["status"] != "all":
         filters &= Q(status=query["status"])
     if query.get("name"):
-        filters &= Q(name_search__contains=" ".join(query["name"].lower().split()))
+        filters &= Q(name_search__contains=fold(" ".join(query["name"].split())))
     matches = Resident.objects(filters).order_by("name_romanised", "id")
     total = matches.count()
     start = (query["page"] - 1) * query["page_size"]

@@ -23,8 +23,8 @@ from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
 from services.common.sealing import SealForReader
 from services.common.web import ApiError, NotFound, ValidationFailed, api, load, read_json
-from services.residents import identity, imports, ingest, registry, reminders
-from services.residents.documents import ALL_DOCUMENTS, ImportJob, migrate
+from services.residents import identity, imports, ingest, migrations, registry, reminders
+from services.residents.documents import ALL_DOCUMENTS, ImportJob
 from services.residents.domain import MoveResident, RecordDeparture, RegisterResident, SearchResidents, UpdateResident
 from services.residents.forms import FormError
 from services.residents.privacy import PII_SCOPE
@@ -54,7 +54,7 @@ def _same_person_told_to(principal):
 class ResidentsService(ServiceBase):
     name = "residents"
 
-    db = MongoDatabase("residents", documents=ALL_DOCUMENTS, prepare=migrate)
+    db = MongoDatabase("residents", documents=ALL_DOCUMENTS, prepare=migrations.run_all)
     vault = ResidentsVault()
     outbox = Outbox("residents")
     myself = RpcProxy("residents")

@@ -50,8 +50,9 @@ MUST_EXIST = {"resident_id", "event_id", "import_id", "partner_id", "delivery_id
 QUERY_NAMES = {  # what routes read from the query string, fuzzed beside random names
     "/residents": ["community_id", "grid_id", "household_id", "tag", "nationality", "residence_type", "name",
                    "status", "page", "page_size"],
-    "/events": ["community_id", "lang"], "/events/<event_id>": ["lang"],
-    "/residents/<resident_id>/inbox": ["unread", "limit"], "/communities/<community_id>/inbox": ["unread", "limit"],
+    "/events": ["community_id", "lang", "after", "limit"], "/events/<event_id>": ["lang"],
+    "/residents/<resident_id>/inbox": ["unread", "after", "limit"],
+    "/communities/<community_id>/inbox": ["unread", "after", "limit"],
     "/feeds/<partner_id>": ["after", "limit"], "/partners/<partner_id>/deliveries": ["status", "after", "limit"],
     "/residents/imports": ["filename"], "/unsubscribe": ["token"],
 }

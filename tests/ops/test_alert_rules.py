@@ -1,18 +1,16 @@
 """The alert rules are valid, and each alert is unit-tested both firing and not firing."""
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
+from tests.ops import tools
+
 PROMETHEUS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
-pytestmark = pytest.mark.skipif(shutil.which("promtool") is None,
-                                reason="promtool is not installed: run deploy/local/prometheus.sh ensure")
 
 
 def promtool(*args):
-    return subprocess.run(["promtool", *args], cwd=PROMETHEUS_DIR, capture_output=True, text=True, timeout=120)
+    return subprocess.run([tools.require("promtool"), *args], cwd=PROMETHEUS_DIR, capture_output=True, text=True, timeout=120)
 
 
 def test_the_rules_and_the_scrape_config_are_valid():

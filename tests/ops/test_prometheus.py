@@ -1,6 +1,5 @@
 """A real Prometheus scraping the running platform after a small scenario: the series an
 operator's dashboards and alerts read exist, with the values the scenario implies."""
-import shutil
 import subprocess
 import time
 
@@ -9,15 +8,16 @@ import requests
 import yaml
 
 from tests.conftest import free_port
+from tests.ops import tools
 from tests.ops.conftest import COMMUNITY, ROOT, until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
-    shutil.which("prometheus") is None, reason="prometheus is not installed: run deploy/local/prometheus.sh ensure")]
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def prometheus(platform, tmp_path_factory):
     """``prometheus`` on a free port, with deploy/prometheus/prometheus.yml's jobs pointed at this platform."""
+    binary = tools.require("prometheus")
     home = tmp_path_factory.mktemp("prometheus")
     config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
@@ -29,7 +29,7 @@ def prometheus(platform, tmp_path_factory):
     port = free_port()
     log = open(home / "prometheus.log", "wb")
     process = subprocess.Popen(
-        ["prometheus", f"--config.file={home / 'prometheus.yml'}", f"--storage.tsdb.path={home / 'data'}",
+        [binary, f"--config.file={home / 'prometheus.yml'}", f"--storage.tsdb.path={home / 'data'}",
          f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"],
         stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
