@@ -165,10 +165,8 @@ class ResidentsService(ServiceBase):
         """Never called: the gate parks every message with a routing key no service binds."""
 
     # -- RPC, for the other services ------------------------------------------
-
-    @rpc
-    def register(self, resident: dict) -> str:
-        return registry.register(self.vault, self.outbox, RegisterResident().load(resident))
+    # No RPC takes a person's fields (name, phone, document…): a request crosses the broker in clear.
+    # People are registered, updated and searched for by name over HTTP, or through the ingest door.
 
     @rpc
     def get(self, resident_id: str) -> dict:
@@ -179,14 +177,6 @@ class ResidentsService(ServiceBase):
         """Who may take part where: ids and categories only, no name, so nothing personal crosses
         the bus when another service checks a resident (events does, for every registration)."""
         return registry.membership(registry.find(resident_id))
-
-    @rpc
-    def search(self, query: dict) -> dict:
-        return registry.search(self.vault, SearchResidents().load(query), with_pii=False, personal=False)
-
-    @rpc
-    def update(self, resident_id: str, changes: dict) -> list:
-        return registry.update(self.vault, self.outbox, registry.find(resident_id), UpdateResident().load(changes))
 
     @rpc
     def move(self, resident_id: str, command: dict) -> None:
