@@ -48,24 +48,30 @@ def decode(cursor: str, arity: int) -> list:
     return values
 
 
-def after_filter(order: list[tuple[str, int]], cursor: str | None) -> dict:
-    """A query for what comes after ``cursor`` in ``order`` ([(field, 1 or -1), ...], the last
-    field unique): {} without a cursor."""
+def window(order: list[tuple[str, int]], cursor: str | None) -> tuple[dict, object]:
+    """What comes after ``cursor`` in ``order`` ([(field, 1 or -1), ...], the last field unique):
+    a query on the first field alone, an indexed range (no ``$or``, for which SecantusDB uses no
+    index), and ``keep(key)``, which drops the few items of that range at or before the cursor
+    (ties of the first field). Without a cursor: ``({}, keep-all)``."""
     if cursor is None:
-        return {}
+        return {}, lambda key: True
     values = decode(cursor, len(order))
-    clauses = []
-    for position, (field, direction) in enumerate(order):
-        clause = {name: value for (name, _), value in zip(order[:position], values[:position])}
-        clause[field] = {"$gt" if direction > 0 else "$lt": values[position]}
-        clauses.append(clause)
-    return {"$or": clauses}
+    field, direction = order[0]
+
+    def keep(key) -> bool:
+        for (_, way), mine, theirs in zip(order, key, values):
+            if mine != theirs:
+                return (mine > theirs) if way > 0 else (mine < theirs)
+        return False  # the cursor's own item
+
+    return {field: {"$gte" if direction > 0 else "$lte": values[0]}}, keep
 
 
-def page(found, limit: int, key) -> tuple[list, str | None]:
-    """The first ``limit`` of ``found`` (a query asked for ``limit + 1``), and the cursor of the
-    last one if more follow. ``key(item)`` is the item's sort key, in the query's order."""
-    items = list(itertools.islice(found, limit + 1))
+def page(found, limit: int, key, keep=lambda key: True) -> tuple[list, str | None]:
+    """The first ``limit`` of ``found`` (sorted in the window's order, not limited: ties at the
+    window's start are dropped here) that ``keep``, and the cursor of the last one if more follow.
+    ``key(item)`` is the item's sort key, in the query's order."""
+    items = list(itertools.islice((item for item in found if keep(key(item))), limit + 1))
     if len(items) <= limit:
         return items, None
     return items[:limit], encode(key(items[limit - 1]))

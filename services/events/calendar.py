@@ -13,7 +13,7 @@ from marshmallow import RAISE, fields
 from contracts import EVENT_CANCELLED, EVENT_CHANGED, EVENT_COMPLETED, EVENT_SCHEDULED
 from services.common.messaging import fact_id
 from services.common.outbox import save_changes
-from services.common.paging import PageQuery, after_filter, page
+from services.common.paging import PageQuery, page, window
 from services.common.web import NotFound
 from services.events import domain
 from services.events.documents import Event, Registration
@@ -33,10 +33,10 @@ class ListEvents(PageQuery):
 
 
 def listing(query: dict) -> dict:
-    found = Event.objects(community_id=query["community_id"],
-                          __raw__=after_filter(LISTING_ORDER, query.get("after")))
-    events, after = page(found.order_by("starts_at", "id").limit(query["limit"] + 1), query["limit"],
-                         key=lambda event: (event.starts_at, event.id))
+    since, keep = window(LISTING_ORDER, query.get("after"))
+    found = Event.objects(community_id=query["community_id"], __raw__=since).order_by("starts_at", "id")
+    events, after = page(found.batch_size(query["limit"] + 1), query["limit"],
+                         key=lambda event: (event.starts_at, event.id), keep=keep)
     return {"items": [view(event, query["lang"]) for event in events], "next": after}
 
 

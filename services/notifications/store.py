@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from services.common.paging import after_filter, page
+from services.common.paging import page, window
 from services.notifications.compose import Recipient, preferences_from
 from services.notifications.policy import Preferences
 
@@ -177,11 +177,12 @@ def create_atomically(db, client, records: list, then=None) -> list[dict]:
 def inbox(db, recipient: str, query: dict) -> tuple[list[tuple[dict, list[dict]]], str | None]:
     """A page of ``recipient``'s inbox (``query``: ``schemas.InboxQuery``), newest first, each
     notification with its deliveries; and the cursor of the next page, if there is one."""
-    found = {"recipient": recipient, "in_inbox": True, **after_filter(INBOX_ORDER, query.get("after"))}
+    since, keep = window(INBOX_ORDER, query.get("after"))
+    found = {"recipient": recipient, "in_inbox": True, **since}
     if query["unread"]:
         found["read_at"] = None
-    items, after = page(db[NOTIFICATIONS].find(found).sort(INBOX_ORDER).limit(query["limit"] + 1), query["limit"],
-                        key=lambda item: (item["created_at"], item["_id"]))
+    items, after = page(db[NOTIFICATIONS].find(found).sort(INBOX_ORDER).batch_size(query["limit"] + 1),
+                        query["limit"], key=lambda item: (item["created_at"], item["_id"]), keep=keep)
     by_notification = {}
     for d in db[DELIVERIES].find({"notification_id": {"$in": [i["_id"] for i in items]}}):
         by_notification.setdefault(d["notification_id"], []).append(d)

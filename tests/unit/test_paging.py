@@ -10,13 +10,23 @@ from services.common.web import ValidationFailed
 ORDER = [("starts_at", 1), ("_id", 1)]
 
 
-def test_a_cursor_names_the_position_after_its_sort_key():
-    key = (datetime(2026, 11, 29, 6, 0, tzinfo=timezone.utc), ObjectId())
-    assert paging.after_filter(ORDER, paging.encode(key)) == {"$or": [
-        {"starts_at": {"$gt": key[0]}}, {"starts_at": key[0], "_id": {"$gt": key[1]}}]}
-    assert paging.after_filter([("created_at", -1), ("_id", -1)], paging.encode(("t", "n")))["$or"][0] == {
-        "created_at": {"$lt": "t"}}
-    assert paging.after_filter(ORDER, None) == {}
+def test_a_cursor_opens_an_indexed_range_and_drops_its_ties_up_to_itself():
+    at = datetime(2026, 11, 29, 6, 0, tzinfo=timezone.utc)
+    first, cursor_id, later = sorted(ObjectId() for _ in range(3))
+    since, keep = paging.window(ORDER, paging.encode((at, cursor_id)))
+    assert since == {"starts_at": {"$gte": at}}  # the first field alone: no $or, which would scan
+    assert [keep(key) for key in [(at, first), (at, cursor_id), (at, later), (at.replace(hour=7), first)]] == [
+        False, False, True, True]
+    since, keep = paging.window([("created_at", -1), ("_id", -1)], paging.encode((5, 2)))
+    assert since == {"created_at": {"$lte": 5}}
+    assert [keep(key) for key in [(5, 3), (5, 2), (5, 1), (4, 9)]] == [False, False, True, True]
+    assert paging.window(ORDER, None)[0] == {}
+
+
+def test_a_page_after_ties_holds_neither_the_cursor_nor_what_came_before_it():
+    rows = [(1, 1), (1, 2), (1, 3), (2, 1)]
+    _, keep = paging.window(ORDER, paging.encode((1, 2)))
+    assert paging.page(iter(rows), 5, key=lambda row: row, keep=keep) == ([(1, 3), (2, 1)], None)
 
 
 def test_a_page_says_whether_more_follow():
@@ -29,5 +39,5 @@ def test_a_page_says_whether_more_follow():
                                     paging.encode(({"$ne": None}, 1)), paging.encode(([1], 1))])
 def test_anything_but_a_cursor_of_the_list_is_400_naming_after(cursor):
     with pytest.raises(ValidationFailed) as refused:
-        paging.after_filter(ORDER, cursor)
+        paging.window(ORDER, cursor)
     assert "after" in refused.value.details["fields"]
