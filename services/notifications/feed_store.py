@@ -26,6 +26,7 @@ from services.notifications import feeds
 PARTNERS, SUBSCRIPTIONS, COUNTERS = "partners", "feed_subscriptions", "feed_counters"
 ENTRIES, DELIVERIES = "feed_entries", "feed_deliveries"
 PUSH_METHODS = ("queue", "webhook")
+MIGRATIONS = "migrations"  # one-off rewrites done, by name
 
 
 def now() -> datetime:
@@ -40,9 +41,17 @@ def ensure_indexes(db) -> None:
     db[DELIVERIES].create_index([("partner_id", ASCENDING), ("status", ASCENDING), ("list_key", ASCENDING)])
     db[DELIVERIES].create_index([("subscription_id", ASCENDING), ("status", ASCENDING)])
     db[SUBSCRIPTIONS].create_index([("partner_id", ASCENDING)])
-    # Deliveries made before deliveries had a list_key get theirs (once: afterwards none lacks it).
+    _give_old_deliveries_a_list_key(db)
+
+
+def _give_old_deliveries_a_list_key(db) -> None:
+    """Deliveries made before deliveries had a ``list_key`` get theirs: once per database (marked in
+    ``migrations``, so a later start costs one look-up, not a scan of every delivery)."""
+    if db[MIGRATIONS].find_one({"_id": "delivery_list_key"}) is not None:
+        return
     for old in db[DELIVERIES].find({"list_key": {"$exists": False}}, {"created_at": 1}):
         db[DELIVERIES].update_one({"_id": old["_id"]}, {"$set": {"list_key": _list_key(old["created_at"], old["_id"])}})
+    db[MIGRATIONS].update_one({"_id": "delivery_list_key"}, {"$set": {"done": True}}, upsert=True)
 
 
 def find_partner(db, partner_id: str) -> dict | None:

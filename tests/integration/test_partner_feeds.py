@@ -532,3 +532,24 @@ def test_a_subscription_disabled_by_410_is_enabled_again_and_sends_what_it_held(
     assert again.status_code == 200 and again.json()["resumed_deliveries"] == 0
     missing = platform.notifications("POST", "/partners/culture-bureau/subscriptions/nope/enable")
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+
+
+def test_deliveries_stored_before_paging_get_their_list_key_once(mongo_client, db_prefix):
+    """A database written before deliveries had a ``list_key``: the first start gives each one its key
+    (so it shows in the newest-first pages), and marks that done, so later starts scan nothing."""
+    from datetime import datetime, timezone
+
+    from services.notifications import feed_store
+
+    db = mongo_client[db_prefix + "notifications"]
+    at = datetime(2026, 11, 1, 8, 30, tzinfo=timezone.utc)
+    db[feed_store.DELIVERIES].insert_one({"_id": "a" * 32, "partner_id": "exit-entry", "status": "sent",
+                                          "created_at": at})
+    feed_store.ensure_indexes(db)
+    assert db[feed_store.DELIVERIES].find_one({"_id": "a" * 32})["list_key"] == "20261101T083000000000-" + "a" * 32
+    items, _ = feed_store.deliveries_page(db, "exit-entry", None, None, 10)
+    assert [item["_id"] for item in items] == ["a" * 32]
+    db[feed_store.DELIVERIES].insert_one({"_id": "b" * 32, "partner_id": "exit-entry", "status": "sent",
+                                          "created_at": at})
+    feed_store.ensure_indexes(db)  # a later start: the migration is done, nothing is read again
+    assert "list_key" not in db[feed_store.DELIVERIES].find_one({"_id": "b" * 32})
