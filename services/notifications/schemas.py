@@ -1,8 +1,7 @@
 """What the notifications HTTP API accepts: a resident's preferences."""
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from marshmallow import RAISE, Schema, fields, validate
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
-
+from services.common.inputs import TimeZone
 from services.notifications.policy import ALL, CHANNELS, OPTIONAL_CATEGORIES
 
 _HH_MM = validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$", error="not a time of day as HH:MM")
@@ -29,18 +28,9 @@ class PreferencesSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    time_zone = fields.String(load_default=None, allow_none=True)
+    time_zone = TimeZone(load_default=None, allow_none=True)
     opt_outs = fields.List(fields.Nested(OptOut), load_default=list)
     # null: no quiet hours; absent: the default 22:00-08:00.
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True)
     digest = fields.Boolean(load_default=False)
     digest_at = fields.String(load_default="08:00", validate=_HH_MM)
-
-    @validates("time_zone")
-    def _zone(self, value, **_):
-        if value is None:
-            return
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValidationError("not an IANA time zone such as Asia/Shanghai") from None
