@@ -16,7 +16,7 @@ import time
 from functools import partial
 
 from eventlet.event import Event
-from marshmallow import ValidationError
+from marshmallow import ValidationError, fields
 from nameko.web.handlers import HttpRequestHandler
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 from werkzeug.exceptions import HTTPException
@@ -90,6 +90,14 @@ def load(schema, data, what: str = "the request") -> dict:
         return schema.load(data)
     except ValidationError as exc:
         raise ValidationFailed(f"{what} is not valid", {"fields": exc.normalized_messages()}) from None
+
+
+def load_query(schema, request, what: str = "the query") -> dict:
+    """The query string through ``schema`` (a list field takes every value of its name, any other the
+    first), or a 400 that names every bad parameter."""
+    lists = {field.data_key or name for name, field in schema.load_fields.items() if isinstance(field, fields.List)}
+    args = {key: request.args.getlist(key) if key in lists else value for key, value in request.args.items()}
+    return load(schema, args, what)
 
 
 class ApiEndpoint(HttpRequestHandler):

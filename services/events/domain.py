@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from contracts.events import AUDIENCES, CATEGORIES
 from services.common.inputs import TimeZone
@@ -91,6 +91,21 @@ class EventFields(Schema):
             if value is not None and value.tzinfo is None:
                 data[name] = value.replace(tzinfo=zone)
         return data
+
+
+class EventQuery(Schema):
+    """What ``GET /events/<id>`` reads from its query string."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    lang = fields.String(metadata={"description": "zh-CN (the default) or en: the language of the texts"})
+
+
+class EventsQuery(EventQuery):
+    """What ``GET /events`` reads from its query string."""
+
+    community_id = fields.String(required=True)
 
 
 class CreateEvent(EventFields):

@@ -1,5 +1,5 @@
 """What the notifications HTTP API accepts: a resident's preferences."""
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
 from services.common.inputs import TimeZone
 from services.notifications.policy import ALL, CHANNELS, OPTIONAL_CATEGORIES
@@ -34,3 +34,20 @@ class PreferencesSchema(Schema):
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True)
     digest = fields.Boolean(load_default=False)
     digest_at = fields.String(load_default="08:00", validate=_HH_MM)
+
+
+class InboxQuery(Schema):
+    """What an inbox reads from its query string."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    unread = fields.Boolean(load_default=False, metadata={"description": "only what is not read yet"})
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+class UnsubscribeQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    token = fields.String(load_default="", metadata={"description": "the signed token from the email's link"})

@@ -24,13 +24,13 @@ from services.common.base import ServiceBase
 from services.common.messaging import fact_id, message_handler
 from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
-from services.common.web import NotFound, ValidationFailed, api, load, read_json
+from services.common.web import NotFound, api, load, load_query, read_json
 from services.notifications import delivery, feed_store, rules, store
 from services.notifications.channels import Channels
 from services.notifications.compose import quiet_hours_from
 from services.notifications.partners import PartnerFeeds
 from services.notifications.policy import Preferences
-from services.notifications.schemas import PreferencesSchema
+from services.notifications.schemas import InboxQuery, PreferencesSchema, UnsubscribeQuery
 
 UNSUBSCRIBE_AUDIENCE = "linli:unsubscribe"
 
@@ -126,13 +126,12 @@ class NotificationsService(ServiceBase, PartnerFeeds):
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    @api("GET", "/residents/<resident_id>/inbox", scope="notifications:read")
+    @api("GET", "/residents/<resident_id>/inbox", scope="notifications:read", query_schema=InboxQuery)
     def inbox(self, request, resident_id):
+        query = load_query(InboxQuery(), request)
         self._require_resident_community(request, resident_id)
-        unread_only = request.args.get("unread") in ("1", "true")
-        limit = _limit(request.args.get("limit"))
-        return {"resident_id": resident_id,
-                "items": [_inbox_item(n, ds) for n, ds in store.inbox(self.db, resident_id, unread_only, limit)]}
+        items = store.inbox(self.db, resident_id, query["unread"], query["limit"])
+        return {"resident_id": resident_id, "items": [_inbox_item(n, ds) for n, ds in items]}
 
     @api("POST", "/residents/<resident_id>/inbox/<notification_id>/read", scope="notifications:write")
     def mark_read(self, request, resident_id, notification_id):
@@ -141,11 +140,11 @@ class NotificationsService(ServiceBase, PartnerFeeds):
             raise NotFound(f"no notification {notification_id} for resident {resident_id}")
         return {"id": notification_id, "read": True}
 
-    @api("GET", "/communities/<community_id>/inbox", scope="notifications:read")
+    @api("GET", "/communities/<community_id>/inbox", scope="notifications:read", query_schema=InboxQuery)
     def centre_inbox(self, request, community_id):
+        query = load_query(InboxQuery(), request)
         request.principal.require_community(community_id)
-        items = store.inbox(self.db, f"centre:{community_id}", request.args.get("unread") in ("1", "true"),
-                            _limit(request.args.get("limit")))
+        items = store.inbox(self.db, f"centre:{community_id}", query["unread"], query["limit"])
         return {"community_id": community_id, "items": [_inbox_item(n, ds) for n, ds in items]}
 
     @api("GET", "/residents/<resident_id>/preferences", scope="notifications:read")
@@ -162,10 +161,10 @@ class NotificationsService(ServiceBase, PartnerFeeds):
         store.save_preferences(self.db, resident_id, prefs)
         return {"resident_id": resident_id, **prefs}
 
-    @api("POST", "/unsubscribe")
+    @api("POST", "/unsubscribe", query_schema=UnsubscribeQuery)
     def unsubscribe(self, request):
         """One-click unsubscribe (RFC 8058): the signed token from the email is the authority."""
-        token = request.args.get("token") or ""
+        token = load_query(UnsubscribeQuery(), request)["token"]
         try:
             claims = jwt.decode(token, self.config["JWT_SECRET"], algorithms=["HS256"], audience=UNSUBSCRIBE_AUDIENCE)
         except jwt.PyJWTError:
@@ -319,16 +318,6 @@ class NotificationsService(ServiceBase, PartnerFeeds):
         if community_id is None:
             raise NotFound(f"no resident {resident_id} known to notifications")
         request.principal.require_community(community_id)
-
-
-def _limit(raw) -> int:
-    try:
-        value = int(raw) if raw is not None else 50
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 500:
-        raise ValidationFailed("limit must be a whole number from 1 to 500", {"fields": {"limit": raw}})
-    return value
 
 
 def _inbox_item(notification: dict, deliveries: list[dict]) -> dict:

@@ -47,14 +47,8 @@ PATH_PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
 # Parameters that must name something that exists: junk there is a 4xx, whatever else the request says.
 MUST_EXIST = {"resident_id", "event_id", "import_id", "partner_id", "delivery_id", "notification_id", "action",
               "fmt", "name", "month"}
-QUERY_NAMES = {  # what routes read from the query string, fuzzed beside random names
-    "/residents": ["community_id", "grid_id", "household_id", "tag", "nationality", "residence_type", "name",
-                   "status", "page", "page_size"],
-    "/events": ["community_id", "lang"], "/events/<event_id>": ["lang"],
-    "/residents/<resident_id>/inbox": ["unread", "limit"], "/communities/<community_id>/inbox": ["unread", "limit"],
-    "/feeds/<partner_id>": ["after", "limit"], "/partners/<partner_id>/deliveries": ["status"],
-    "/residents/imports": ["filename"], "/unsubscribe": ["token"],
-}
+# What routes read from the query string besides what their query_schema (and OpenAPI document) names.
+QUERY_NAMES = {"/feeds/<partner_id>": ["after", "limit"], "/partners/<partner_id>/deliveries": ["status"]}
 DATE_QUERY = ["from", "to", "month"]  # the reports' months, on every reports route
 
 JUNK_WORDS = ["", " ", "null", "true", "0", "-1", "1e309", "NaN", "Infinity", "2026-13-01", "2026-02-30",
@@ -64,8 +58,19 @@ JUNK_WORDS = ["", " ", "null", "true", "0", "-1", "1e309", "NaN", "Infinity", "2
 BAD_DATES = ["2026-13-01", "2026-02-30", "26-11-01", "2026/11/01", "tomorrow", "0000-00-00T00:00:00",
              "2026-11-01T25:61:00Z", "2026-11-01T10:00:00+99:00", "1e10", "", "9999999-01-01"]
 
+LONE_SURROGATES = ["\ud800", "\udfff", "\udc80\udcff", "\ud83d"]  # half an emoji: valid JSON, not text
+
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
-junk_text = st.one_of(text, st.sampled_from(JUNK_WORDS), st.sampled_from(BAD_DATES))
+# Text no store can take: a lone UTF-16 surrogate somewhere (JSON writes it "\ud800"; as bytes it is not UTF-8).
+unencodable = st.builds(lambda before, lone, after: before + lone + after, text, st.sampled_from(LONE_SURROGATES),
+                        text)
+long_text = st.one_of(st.text(min_size=300, max_size=600), st.integers(300, 3000).map(lambda n: "x" * n),
+                      st.integers(60, 600).map(lambda n: "Asia/" * n))  # a time zone file name too long to open
+# Integers as text past what 64 bits hold, either side, and right at the edges.
+big_number = st.one_of(st.integers(-2**80, 2**80).map(str), st.sampled_from(
+    [str(2**62), str(2**63 - 1), str(2**63), str(-2**63 - 1), "9" * 23, "9" * 5000, "1" + "0" * 400]))
+junk_text = st.one_of(text, st.sampled_from(JUNK_WORDS), st.sampled_from(BAD_DATES), unencodable, long_text,
+                      big_number)
 huge_text = st.integers(2_000, 120_000).map(lambda n: "邻" * n)  # up to ~360 KB as UTF-8
 scalar = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
                    st.floats(allow_nan=False, allow_infinity=False), junk_text)
@@ -79,7 +84,10 @@ def _usable_segment(value: str) -> bool:
 
 
 bad_id = st.one_of(text.filter(_usable_segment), st.sampled_from([w for w in JUNK_WORDS if _usable_segment(w)]),
-                   st.text("0123456789abcdef", min_size=24, max_size=24), st.just("0" * 24))
+                   st.text("0123456789abcdef", min_size=24, max_size=24), st.just("0" * 24),
+                   (unencodable | long_text | big_number).filter(_usable_segment))
+# A query value as bytes (requests percent-encodes them): unencodable text is then bytes that are not UTF-8.
+query_value = junk_text.map(lambda value: value.encode("utf-8", "surrogatepass"))
 
 
 def valid_bodies(ids):
@@ -89,8 +97,8 @@ def valid_bodies(ids):
         "RegisterResident": resident_body(), "UpdateResident": {"name": "Fuzz Tester", "tags": ["volunteer"]},
         "MoveResident": {"community_id": HOME, "moved_on": "2026-11-01"},
         "RecordDeparture": {"reason": "moved_away", "departed_on": "2026-11-01"},
-        "CreateEvent": event_body(), "ChangeEvent": {"venue": "桐梓林", "capacity": 9,
-                                                     "starts_at": starts.isoformat()},
+        "CreateEvent": {**event_body(), "time_zone": "Asia/Shanghai"},
+        "ChangeEvent": {"venue": "桐梓林", "capacity": 9, "starts_at": starts.isoformat(), "time_zone": "Europe/Paris"},
         "RegistrationRequest": {"resident_id": ids["resident_id"]}, "CheckIn": {"resident_id": ids["resident_id"]},
         "Rating": {"resident_id": ids["resident_id"], "rating": 7, "comment": "好"},
         "PreferencesSchema": {"time_zone": "Asia/Shanghai", "digest": True, "digest_at": "08:00",
@@ -119,7 +127,7 @@ def bad_json_body(draw, base):
     elif kind == "date":
         body[draw(st.sampled_from(sorted(body)))] = draw(st.sampled_from(BAD_DATES))
     elif kind == "extra":
-        body[draw(text)] = draw(json_junk)
+        body[draw(text | unencodable)] = draw(json_junk)
     elif kind == "nested":
         body[draw(st.sampled_from(sorted(body) or ["x"]))] = draw(st.dictionaries(text, json_junk, min_size=1,
                                                                                 max_size=3))
@@ -130,7 +138,23 @@ def bad_json_body(draw, base):
 
 raw_body = st.one_of(st.binary(max_size=300), text.map(str.encode), st.sampled_from([
     b"{", b"[1,2", b'{"a":}', b"{'single': 'quotes'}", b'{"a": NaN}', b"\xff\xfe{}", b"\x00" * 10, b"null",
-    b'"a string"', b"123", b"[]", b'{"a": 1, "a": 2}', b"\xef\xbb\xbf{}", ("[" * 5000 + "]" * 5000).encode()]))
+    b'"a string"', b"123", b"[]", b'{"a": 1, "a": 2}', b"\xef\xbb\xbf{}", ("[" * 5000 + "]" * 5000).encode(),
+    b'{"name": "\xed\xa0\x80"}', b'{"name": "\\ud800"}', b'{"\\udfff": 1}', b'{"name": "\xff\xfe\xc3\x28"}']))
+
+
+def query_names(endpoint) -> list[str]:
+    """The query parameters a route's query_schema names (as its OpenAPI document does)."""
+    schema = endpoint.query_schema
+    return [field.data_key or name for name, field in schema().load_fields.items()] if schema else []
+
+
+def storable(value) -> bool:
+    """Whether a JSON value is text all through (no lone surrogate in a string or a key)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def refused(schema, raw: bytes) -> bool:
@@ -139,7 +163,7 @@ def refused(schema, raw: bytes) -> bool:
         body = json.loads(raw.decode("utf-8") or "null")
     except (ValueError, RecursionError):
         return True
-    return not isinstance(body, dict) or bool(schema().validate(body))
+    return not isinstance(body, dict) or bool(schema().validate(body)) or not storable(body)
 
 
 @st.composite
@@ -153,11 +177,13 @@ def http_case(draw, route, ids, bases):
         else:
             values[name] = draw(bad_id)
             must_fail |= name in MUST_EXIST
-    url = PATH_PARAM.sub(lambda m: quote(values[m.group(1)], safe=""), endpoint.url)
-    names = QUERY_NAMES.get(endpoint.url, []) + (DATE_QUERY if service == "reports" else [])
-    params = draw(st.lists(st.tuples(st.sampled_from(names) | text if names else text, junk_text), max_size=4))
+    url = PATH_PARAM.sub(lambda m: quote(values[m.group(1)], safe="", errors="surrogatepass"), endpoint.url)
+    names = sorted({*query_names(endpoint), *QUERY_NAMES.get(endpoint.url, []),
+                    *(DATE_QUERY if service == "reports" else [])})
+    params = draw(st.lists(st.tuples(st.sampled_from(names) | text if names else text, query_value), max_size=4))
     kwargs = {"params": params}
     if endpoint.query_schema is not None:  # read as the handler reads it: the first value, every tag
+        params = [(n, v.decode("utf-8", "replace")) for n, v in params]  # as werkzeug decodes the query string
         args = {k: [v for n, v in params if n == k] if k == "tag" else v for k, v in reversed(params)}
         must_fail |= bool(endpoint.query_schema().validate(args))
     schema = endpoint.request_schema
@@ -166,8 +192,9 @@ def http_case(draw, route, ids, bases):
             body = draw(bad_json_body(bases.get(schema.__name__.removesuffix("Schema"))
                                       or bases.get(schema.__name__)))
             # The route's own schema is the oracle: what it refuses must be a 4xx.
-            must_fail |= not isinstance(body, dict) or bool(schema().validate(body))
-            kwargs["data"] = json.dumps(body, ensure_ascii=draw(st.booleans())).encode()
+            must_fail |= not isinstance(body, dict) or bool(schema().validate(body)) or not storable(body)
+            # ASCII: a surrogate as "\ud800"; else as the bytes it would be, which are not UTF-8.
+            kwargs["data"] = json.dumps(body, ensure_ascii=draw(st.booleans())).encode("utf-8", "surrogatepass")
         else:
             kwargs["data"] = draw(raw_body)
             must_fail |= isinstance(schema, type) and refused(schema, kwargs["data"])
