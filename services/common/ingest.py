@@ -4,9 +4,10 @@ Generic, no domain rules. ``check_body`` validates one message as it arrived
 (bytes, content type, routing key) and raises ``IngestRejected`` with *every*
 error it finds (a body that is not UTF-8 JSON, or holds a lone surrogate, which
 no store takes, is refused at once; an envelope without ``dataschema``, optional
-in CloudEvents 1.0, is read as the latest version of its type); ``ingest_handler(message_type)`` consumes that type from
-``linli.ingest`` (raw bytes, not nameko's decoder, so a body that is not JSON
-is parked rather than crashing the consumer); ``unrouted_gate()`` consumes what
+in CloudEvents 1.0, is read as the latest version of its type);
+``ingest_handler(message_type)`` consumes that type from ``linli.ingest`` (raw
+bytes, not nameko's decoder, so a body that is not JSON is parked rather than
+crashing the consumer); ``unrouted_gate()`` consumes what
 nobody binds. A rejected message is published with confirms to the durable
 queue ``linli.ingest.rejected`` with its original body bytes and these headers:
 

@@ -29,8 +29,9 @@ from contracts.ingest import MAX_INGEST_BYTES
 from services.common.ingest import IngestRejected, check_body
 from services.events.service import EventsService
 from services.residents.service import ResidentsService
-from tests.integration.test_fuzz_http import BAD_DATES, huge_text, json_junk, junk_text, raw_body, storable, text,
-                                            unencodable
+from tests.integration.test_fuzz_http import (
+    BAD_DATES, huge_text, json_junk, junk_text, raw_body, storable, text, unencodable,
+)
 from tests.integration.test_ingest import form, proposal
 
 pytestmark = pytest.mark.integration
