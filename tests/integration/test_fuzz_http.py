@@ -51,6 +51,7 @@ MUST_EXIST = {"resident_id", "event_id", "import_id", "partner_id", "delivery_id
               "fmt", "name", "month"}
 # What routes read from the query string besides what their query_schema (and OpenAPI document) names.
 QUERY_NAMES = {"/feeds/<partner_id>": ["after", "limit"], "/partners/<partner_id>/deliveries": ["status"]}
+INTEGER_QUERY = {"/feeds/<partner_id>": ["after", "limit"]}  # of those, the integers
 DATE_QUERY = ["from", "to", "month"]  # the reports' months, on every reports route
 
 JUNK_WORDS = ["", " ", "null", "true", "0", "-1", "1e309", "NaN", "Infinity", "2026-13-01", "2026-02-30",
@@ -153,8 +154,9 @@ def query_names(endpoint) -> list[str]:
 def integer_names(endpoint) -> list[str]:
     """The integer parameters of a route's query_schema."""
     schema = endpoint.query_schema
-    return [field.data_key or name for name, field in schema().load_fields.items()
-            if isinstance(field, fields.Integer)] if schema else []
+    described = [field.data_key or name for name, field in schema().load_fields.items()
+                 if isinstance(field, fields.Integer)] if schema else []
+    return described + INTEGER_QUERY.get(endpoint.url, [])
 
 
 def base_query(endpoint, ids) -> list[tuple[str, bytes]]:
