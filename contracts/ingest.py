@@ -14,6 +14,7 @@ from datetime import datetime
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from contracts.envelope import EnvelopeSchema
 from contracts.events import AUDIENCES, CATEGORIES
 from contracts.registry import registry
 
@@ -23,6 +24,13 @@ MAX_INGEST_BYTES = 64 * 1024
 INGEST_CONTENT_TYPES = ("application/json", "application/cloudevents+json")
 INGEST_OUTCOMES = ("registered", "already_registered", "draft_created")
 LANGUAGES = ("zh-CN", "en")
+
+
+class IngestEnvelopeSchema(EnvelopeSchema):
+    """The envelope as the ingest door takes it: ``dataschema`` is optional, as CloudEvents 1.0 makes it;
+    without it the type names the schema (its latest version)."""
+
+    dataschema = fields.String()
 
 
 def _iso_time(value: str) -> None:

@@ -2,9 +2,12 @@
 
 Generic, no domain rules. ``check_body`` validates one message as it arrived
 (bytes, content type, routing key) and raises ``IngestRejected`` with *every*
-error it finds; ``ingest_handler(message_type)`` consumes that type from
-``linli.ingest`` (raw bytes, not nameko's decoder, so a body that is not JSON
-is parked rather than crashing the consumer); ``unrouted_gate()`` consumes what
+error it finds (a body that is not UTF-8 JSON, or holds a lone surrogate, which
+no store takes, is refused at once; an envelope without ``dataschema``, optional
+in CloudEvents 1.0, is read as the latest version of its type);
+``ingest_handler(message_type)`` consumes that type from ``linli.ingest`` (raw
+bytes, not nameko's decoder, so a body that is not JSON is parked rather than
+crashing the consumer); ``unrouted_gate()`` consumes what
 nobody binds. A rejected message is published with confirms to the durable
 queue ``linli.ingest.rejected`` with its original body bytes and these headers:
 
@@ -31,6 +34,7 @@ from pymongo.errors import DuplicateKeyError
 from contracts import ContractError, Envelope, MessageType, parse_envelope, registry
 from contracts.envelope import EnvelopeSchema
 from contracts.ingest import INGEST_CONTENT_TYPES, INGEST_TYPES, MAX_INGEST_BYTES
+from services.common.inputs import NOT_TEXT, paths, storable, unstorable_text
 from services.common.queue_type import durable_queue
 
 log = logging.getLogger(__name__)
@@ -62,7 +66,7 @@ def declared(body: bytes, attribute: str) -> str | None:
         value = json.loads(body).get(attribute)
     except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
         return None
-    return value[:200] if isinstance(value, str) else None
+    return value[:200] if isinstance(value, str) and storable(value) else None
 
 
 def declare_topology(amqp_uri: str, *queues: Queue) -> None:
@@ -124,11 +128,24 @@ def check_body(body: bytes, content_type: str | None, routing_key: str | None = 
     if not isinstance(wire, dict):
         raise IngestRejected(errors + [error("not_an_object", None, "the body must be a JSON object (an envelope)")],
                              status)
+    if unstorable := unstorable_text(wire):  # refused now: no replay could ever store it
+        raise IngestRejected(errors + [error("invalid_text", path, NOT_TEXT) for path in paths(unstorable)], status)
+    wire = with_dataschema(wire)
     errors += [error("invalid_envelope", path, text) for path, text in flatten(EnvelopeSchema().validate(wire))]
     errors += _type_and_data_errors(wire, routing_key)
     if errors:
         raise IngestRejected(errors, status)
     return parse_envelope(wire)
+
+
+def with_dataschema(wire: dict) -> dict:
+    """The envelope with the ``dataschema`` of its type's latest version if it has none: CloudEvents 1.0
+    makes the attribute optional, and a producer built from a CloudEvents SDK alone leaves it out.
+    One that is given must still match the type (``unknown_version``)."""
+    type_name = wire.get("type")
+    if wire.get("dataschema") is not None or not isinstance(type_name, str) or type_name not in INGEST_TYPES:
+        return wire
+    return {**wire, "dataschema": registry.get(type_name).dataschema}
 
 
 def _type_and_data_errors(wire: dict, routing_key: str | None) -> list[dict]:

@@ -16,13 +16,14 @@ import time
 from functools import partial
 
 from eventlet.event import Event
-from marshmallow import ValidationError
+from marshmallow import ValidationError, fields
 from nameko.web.handlers import HttpRequestHandler
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from services.common.auth import AuthError, principal_from_header
+from services.common.inputs import paths, unstorable_text
 from services.common.logs import CORRELATION_HEADER, correlation_id_from, http_outcome, log_call
 from services.common.messaging import CORRELATION_KEY
 
@@ -71,12 +72,15 @@ def error_response(status: int, code: str, message: str, details: dict | None = 
 
 def read_json(request) -> dict:
     """The request body as a JSON object, or a 400 that says what is wrong with it."""
-    try:
-        body = json.loads(request.get_data(as_text=True) or "null")
+    try:  # strictly UTF-8 (RFC 8259): bytes that are not must not be stored as U+FFFD
+        body = json.loads(request.get_data().decode("utf-8") or "null")
     except (ValueError, RecursionError) as exc:  # RecursionError: arrays or objects nested too deep
-        raise ApiError(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+        # ValueError includes UnicodeDecodeError
+        raise ApiError(f"the body is not valid UTF-8 JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError("the body must be a JSON object", code="invalid_json")
+    if problems := unstorable_text(body):
+        raise ApiError(f"not text: {', '.join(paths(problems))}"[:2000], {"fields": problems}, code="invalid_text")
     return body
 
 
@@ -86,6 +90,14 @@ def load(schema, data, what: str = "the request") -> dict:
         return schema.load(data)
     except ValidationError as exc:
         raise ValidationFailed(f"{what} is not valid", {"fields": exc.normalized_messages()}) from None
+
+
+def load_query(schema, request, what: str = "the query") -> dict:
+    """The query string through ``schema`` (a list field takes every value of its name, any other the
+    first), or a 400 that names every bad parameter."""
+    lists = {field.data_key or name for name, field in schema.load_fields.items() if isinstance(field, fields.List)}
+    args = {key: request.args.getlist(key) if key in lists else value for key, value in request.args.items()}
+    return load(schema, args, what)
 
 
 class ApiEndpoint(HttpRequestHandler):

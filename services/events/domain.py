@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from contracts.events import AUDIENCES, CATEGORIES
+from services.common.inputs import TimeZone
 
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
 ORGANISERS = ("neighbourhood_centre", "party_mass_service_centre", "foreign_resident_service_centre",
@@ -73,7 +74,7 @@ class EventFields(Schema):
     title = fields.Nested(Text)
     description = fields.Nested(Text)
     venue = fields.String(validate=validate.Length(min=1, max=200))
-    time_zone = fields.String()
+    time_zone = TimeZone()
     starts_at = fields.DateTime()
     ends_at = fields.DateTime()
     registration_opens_at = fields.DateTime(allow_none=True)
@@ -81,13 +82,6 @@ class EventFields(Schema):
     capacity = fields.Integer(validate=validate.Range(min=1, max=100_000))
     audience = fields.String(validate=validate.OneOf(AUDIENCES))
     audience_tags = fields.List(fields.String(validate=validate.Length(min=1, max=40)), validate=validate.Length(max=10))
-
-    @validates("time_zone")
-    def _time_zone(self, value, **_):
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValidationError(f"not an IANA time zone: {value}") from None
 
     @post_load
     def _aware_times(self, data, **_):
@@ -97,6 +91,15 @@ class EventFields(Schema):
             if value is not None and value.tzinfo is None:
                 data[name] = value.replace(tzinfo=zone)
         return data
+
+
+class EventQuery(Schema):
+    """What ``GET /events/<id>`` reads from its query string."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    lang = fields.String(metadata={"description": "zh-CN (the default) or en: the language of the texts"})
 
 
 class CreateEvent(EventFields):
@@ -110,7 +113,7 @@ class CreateEvent(EventFields):
     capacity = fields.Integer(required=True, validate=validate.Range(min=1, max=100_000))
     audience = fields.String(load_default="community", validate=validate.OneOf(AUDIENCES))
     audience_tags = fields.List(fields.String(validate=validate.Length(min=1, max=40)), load_default=list)
-    time_zone = fields.String(load_default=DEFAULT_TIME_ZONE)
+    time_zone = TimeZone(load_default=DEFAULT_TIME_ZONE)
     recurrence = fields.Nested(Recurrence, load_default=None, allow_none=True)
 
     @validates_schema

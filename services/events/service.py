@@ -83,7 +83,7 @@ class EventsService(ServiceBase):
         request.principal.require_community(command["community_id"])
         return 201, {"ids": calendar.create(command)}
 
-    @api("GET", "/events/<event_id>", scope="events:read")
+    @api("GET", "/events/<event_id>", scope="events:read", query_schema=domain.EventQuery)
     def get_over_http(self, request, event_id):
         event = self._visible(request, event_id)
         return {**calendar.view(event, request.args.get("lang", "zh-CN")),

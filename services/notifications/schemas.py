@@ -1,8 +1,7 @@
 """What the notifications HTTP API accepts: a resident's preferences, an inbox listing."""
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
-
+from services.common.inputs import TimeZone
 from services.common.paging import PageQuery
 from services.notifications.policy import ALL, CHANNELS, OPTIONAL_CATEGORIES
 
@@ -30,21 +29,12 @@ class PreferencesSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    time_zone = fields.String(load_default=None, allow_none=True)
+    time_zone = TimeZone(load_default=None, allow_none=True)
     opt_outs = fields.List(fields.Nested(OptOut), load_default=list)
     # null: no quiet hours; absent: the default 22:00-08:00.
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True)
     digest = fields.Boolean(load_default=False)
     digest_at = fields.String(load_default="08:00", validate=_HH_MM)
-
-    @validates("time_zone")
-    def _zone(self, value, **_):
-        if value is None:
-            return
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValidationError("not an IANA time zone such as Asia/Shanghai") from None
 
 
 class InboxQuery(PageQuery):
@@ -53,4 +43,11 @@ class InboxQuery(PageQuery):
     class Meta:
         unknown = RAISE
 
-    unread = fields.Boolean(load_default=False)
+    unread = fields.Boolean(load_default=False, metadata={"description": "only what is not read yet"})
+
+
+class UnsubscribeQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    token = fields.String(load_default="", metadata={"description": "the signed token from the email's link"})

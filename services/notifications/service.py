@@ -25,13 +25,13 @@ from services.common.messaging import fact_id, message_handler
 from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
 from services.common.sealing import OpenSealed
-from services.common.web import NotFound, api, load, read_json
+from services.common.web import NotFound, api, load, load_query, read_json
 from services.notifications import delivery, feed_store, rules, store
 from services.notifications.channels import Channels
 from services.notifications.compose import quiet_hours_from
 from services.notifications.partners import PartnerFeeds
 from services.notifications.policy import Preferences
-from services.notifications.schemas import InboxQuery, PreferencesSchema
+from services.notifications.schemas import InboxQuery, PreferencesSchema, UnsubscribeQuery
 
 UNSUBSCRIBE_AUDIENCE = "linli:unsubscribe"
 
@@ -160,10 +160,10 @@ class NotificationsService(ServiceBase, PartnerFeeds):
         store.save_preferences(self.db, resident_id, prefs)
         return {"resident_id": resident_id, **prefs}
 
-    @api("POST", "/unsubscribe")
+    @api("POST", "/unsubscribe", query_schema=UnsubscribeQuery)
     def unsubscribe(self, request):
         """One-click unsubscribe (RFC 8058): the signed token from the email is the authority."""
-        token = request.args.get("token") or ""
+        token = load_query(UnsubscribeQuery(), request)["token"]
         try:
             claims = jwt.decode(token, self.config["JWT_SECRET"], algorithms=["HS256"], audience=UNSUBSCRIBE_AUDIENCE)
         except jwt.PyJWTError:
@@ -313,7 +313,7 @@ class NotificationsService(ServiceBase, PartnerFeeds):
                                  retry_cap_s=float(c.get("DELIVERY_RETRY_CAP_SECONDS") or 3600))
 
     def _inbox_page(self, request, recipient: str) -> dict:
-        items, after = store.inbox(self.db, recipient, load(InboxQuery(), request.args.to_dict(), "the listing"))
+        items, after = store.inbox(self.db, recipient, load_query(InboxQuery(), request, "the listing"))
         return {"items": [_inbox_item(n, ds) for n, ds in items], "next": after}
 
     def _require_resident_community(self, request, resident_id):

@@ -39,7 +39,8 @@ class ReportExports:
         table = exports.profile_table(figures.profile_of(self.db, community_id, today))
         return _download(table, fmt, f"{community_id}-profile-{today:%Y-%m}")
 
-    @api("GET", "/communities/<community_id>/activity.<fmt>", scope="reports:read")
+    @api("GET", "/communities/<community_id>/activity.<fmt>", scope="reports:read",
+         query_schema=figures.MonthRangeQuery)
     def activity_export_over_http(self, request, community_id, fmt):
         request.principal.require_community(community_id)
         first, last = figures.month_range(request.args.get("from"), request.args.get("to"), self._today())
@@ -47,13 +48,13 @@ class ReportExports:
         table = exports.activity_table(community_id, figures.activity_months(self.db, community_id, first, last))
         return _download(table, fmt, f"{community_id}-activity-{first}-to-{last}")
 
-    @api("GET", "/city/overview.<fmt>", scope="reports:read")
+    @api("GET", "/city/overview.<fmt>", scope="reports:read", query_schema=figures.MonthQuery)
     def overview_export_over_http(self, request, fmt):
         month = figures.parse_month(request.args.get("month"), "month", self._today())
         overview = figures.city_overview(self.db, month, self._today(), request.principal.may_see)
         return _download(exports.overview_table(overview), fmt, f"city-overview-{month}")
 
-    @api("GET", "/scorecard.<fmt>", scope="reports:read")
+    @api("GET", "/scorecard.<fmt>", scope="reports:read", query_schema=figures.MonthQuery)
     def scorecard_export_over_http(self, request, fmt):
         month = figures.parse_month(request.args.get("month"), "month", self._today())
         ranking = self.scorecard(month)
@@ -61,7 +62,8 @@ class ReportExports:
                                               if request.principal.may_see(c["community_id"])]}
         return _download(exports.scorecard_table(visible), fmt, f"scorecard-{month}")
 
-    @api("GET", "/communities/<community_id>/charts/<name>.png", scope="reports:read")
+    @api("GET", "/communities/<community_id>/charts/<name>.png", scope="reports:read",
+         query_schema=figures.MonthQuery)
     def chart_over_http(self, request, community_id, name):
         request.principal.require_community(community_id)
         month = figures.parse_month(request.args.get("month"), "month", self._today())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
+from marshmallow import EXCLUDE, Schema, fields
 from pymongo import ASCENDING
 
 from services.common.web import NotFound, ValidationFailed
@@ -14,6 +15,25 @@ from services.reports import activity, profile, scorecard
 
 ASSESSMENTS = "assessments"
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+class MonthQuery(Schema):
+    """The query string of a route that reads one month (checked by ``parse_month``)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    month = fields.String(metadata={"description": "YYYY-MM; this month unless given"})
+
+
+class MonthRangeQuery(Schema):
+    """The query string of a route that reads months ``from``..``to`` (checked by ``month_range``)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    first = fields.String(data_key="from", metadata={"description": "YYYY-MM; twelve months before to unless given"})
+    last = fields.String(data_key="to", metadata={"description": "YYYY-MM; this month unless given"})
 
 
 def ensure_indexes(db) -> None:

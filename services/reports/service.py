@@ -48,18 +48,18 @@ class ReportsService(export_api.ReportExports, ServiceBase):
         request.principal.require_community(community_id)
         return self.profile(community_id)
 
-    @api("GET", "/communities/<community_id>/activity", scope="reports:read")
+    @api("GET", "/communities/<community_id>/activity", scope="reports:read", query_schema=figures.MonthRangeQuery)
     def activity_over_http(self, request, community_id):
         request.principal.require_community(community_id)
         first, last = figures.month_range(request.args.get("from"), request.args.get("to"), self._today())
         return self.activity(community_id, first, last)
 
-    @api("GET", "/city/overview", scope="reports:read")
+    @api("GET", "/city/overview", scope="reports:read", query_schema=figures.MonthQuery)
     def overview_over_http(self, request):
         month = figures.parse_month(request.args.get("month"), "month", self._today())
         return figures.city_overview(self.db, month, self._today(), request.principal.may_see)
 
-    @api("GET", "/scorecard", scope="reports:read")
+    @api("GET", "/scorecard", scope="reports:read", query_schema=figures.MonthQuery)
     def scorecard_over_http(self, request):
         month = figures.parse_month(request.args.get("month"), "month", self._today())
         ranking = self.scorecard(month)

@@ -12,6 +12,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from pypinyin import lazy_pinyin
 
 from contracts.residents import DEPARTURE_REASONS, PERMIT_THRESHOLDS_DAYS, RESIDENCE_TYPES
+from services.common.inputs import page_number
 from services.residents.name_folding import fold
 
 # ISO 3166-1 alpha-2 codes, as Babel (CLDR) knows them.
@@ -172,7 +173,7 @@ class SearchResidents(Schema):
     residence_type = fields.String(validate=validate.OneOf(RESIDENCE_TYPES))
     name = fields.String(validate=validate.Length(min=1, max=100))
     status = fields.String(load_default="active", validate=validate.OneOf(("active", "departed", "all")))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = page_number()
     page_size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=200))
 
 

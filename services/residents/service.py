@@ -8,13 +8,13 @@ from datetime import date
 
 from bson import ObjectId
 
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError, fields
 from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
 from contracts import RESIDENT_FORM_SUBMITTED
-from contracts.envelope import EnvelopeSchema
+from contracts.ingest import IngestEnvelopeSchema
 from services.common.auth import Forbidden
 from services.common.base import ServiceBase
 from services.common.caller import Caller
@@ -22,7 +22,7 @@ from services.common.ingest_entrypoints import IngestDoor, ingest_handler, unrou
 from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
 from services.common.sealing import SealForReader
-from services.common.web import ApiError, NotFound, ValidationFailed, api, load, read_json
+from services.common.web import ApiError, NotFound, ValidationFailed, api, load, load_query, read_json
 from services.residents import identity, imports, ingest, migrations, registry, reminders
 from services.residents.documents import ALL_DOCUMENTS, ImportJob
 from services.residents.domain import MoveResident, RecordDeparture, RegisterResident, SearchResidents, UpdateResident
@@ -36,6 +36,9 @@ from services.residents.vault import ResidentsVault
 FORM_UPLOAD = {"multipart/form-data": {"schema": {"type": "object", "properties": {
                    "file": {"type": "string", "format": "binary"}}}},
                "text/csv": {"schema": {"type": "string"}}}
+IMPORT_QUERY = Schema.from_dict({"filename": fields.String(
+    metadata={"description": "the file's name, for a form sent as the body (its ending says CSV or XLSX)"})},
+    name="ImportQuery")
 
 
 def _with_pii(request) -> bool:
@@ -74,8 +77,7 @@ class ResidentsService(ServiceBase):
 
     @api("GET", "/residents", scope="residents:read", query_schema=SearchResidents)
     def search_over_http(self, request):
-        args = {k: (request.args.getlist(k) if k == "tag" else v) for k, v in request.args.items()}
-        query = load(SearchResidents(), args, "the search")
+        query = load_query(SearchResidents(), request, "the search")
         request.principal.require_community(query["community_id"])
         return registry.search(self.vault, query, _with_pii(request))
 
@@ -123,7 +125,7 @@ class ResidentsService(ServiceBase):
         request.principal.require_community(community_id)
         return registry.household(self.vault, community_id, household_id, _with_pii(request))
 
-    @api("POST", "/residents/imports", scope="residents:write", request_schema=FORM_UPLOAD)
+    @api("POST", "/residents/imports", scope="residents:write", request_schema=FORM_UPLOAD, query_schema=IMPORT_QUERY)
     def import_over_http(self, request):
         upload = next(iter(request.files.values()), None)
         content = upload.read() if upload else request.get_data()
@@ -145,7 +147,7 @@ class ResidentsService(ServiceBase):
             raise Forbidden("this token does not cover every community in this import")
         return imports.view(job)
 
-    @api("POST", "/ingest", scope="ingest:write", request_schema=EnvelopeSchema)
+    @api("POST", "/ingest", scope="ingest:write", request_schema=IngestEnvelopeSchema)
     def ingest_over_http(self, request):
         return self.ingest_door(request)
 

@@ -7,6 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pika
 import pytest
 import requests
+from cloudevents.core.bindings import http, rabbitmq
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 
 from contracts.ingest import MAX_INGEST_BYTES
 from services.events.service import EventsService
@@ -282,3 +285,47 @@ def test_the_feed_consumer_acks_after_the_callback_and_requeues_when_it_raises(a
     remaining = channel.queue_declare("linli.feed.exit-entry", passive=True).method.message_count
     connection.close()
     assert remaining == 0  # acked, or rejected after three attempts (to the queue's dead-letter exchange, if any)
+
+
+def test_text_that_cannot_be_stored_is_rejected_up_front_over_amqp_and_http(platform, token):
+    """A lone surrogate (legal JSON, not text) used to be accepted, then parked as processing_failed "kept for
+    replay" that could never succeed; bytes that are not UTF-8 must never become U+FFFD (issue #14)."""
+    surrogate = "bad \ud800 x"
+    platform.send(json.dumps(form(21, 姓名=surrogate)).encode(), "resident.form_submitted")  # as "\ud800"
+    platform.send(json.dumps(proposal(22, venue=surrogate)).encode(), "event.proposed")
+    not_utf8 = json.dumps(form(23, 姓名="NAME")).encode().replace(b"NAME", b"\xff\xfe\xc3\x28")
+    platform.send(not_utf8, "resident.form_submitted")
+    parked = platform.rejected(3)
+    assert sorted([(e["code"], e["field"] or "") for e in errors_of(p)] for p, _ in parked) == [
+        [("invalid_json", "")], [("invalid_text", "data.row.姓名")], [("invalid_text", "data.venue")]]
+    assert [p.headers["x-linli-ingest-status"] for p, _ in parked] == [400, 400, 400]
+
+    headers = {"Authorization": f"Bearer {token(['ingest:write'])}", "Content-Type": "application/json"}
+    for body, code in [(json.dumps(form(24, 姓名=surrogate)), "invalid_text"), (not_utf8, "invalid_json")]:
+        refused = requests.post(platform.residents_url + "/ingest", data=body, headers=headers)
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_message", refused.text
+        assert [e["code"] for e in refused.json()["details"]["errors"]] == [code]
+    assert platform.residents.count_documents({}) == 0 and platform.events.count_documents({}) == 0
+
+
+def test_a_cloudevents_sdk_producer_without_dataschema_is_accepted_over_amqp_and_http(platform, token):
+    """CloudEvents 1.0 makes dataschema optional: the type names the schema. A wrong one is still refused."""
+    def sdk_event(number, **attributes):
+        message = form(number)
+        return CloudEvent({"type": message["type"], "source": SOURCE, "datacontenttype": "application/json",
+                           "community": "tongzilin", **attributes}, message["data"])
+
+    over_amqp = rabbitmq.to_structured(sdk_event(31), JSONFormat())
+    assert b"dataschema" not in over_amqp.body
+    platform.send(over_amqp.body, "resident.form_submitted", content_type=over_amqp.content_type)
+    over_http = http.to_structured(sdk_event(32), JSONFormat())
+    accepted = requests.post(platform.residents_url + "/ingest", data=over_http.body,
+                             headers={**over_http.headers, "Authorization": f"Bearer {token(['ingest:write'])}"})
+    assert accepted.status_code == 202, accepted.text
+    until(lambda: platform.residents.count_documents({}) == 2, 30, "both residents")
+
+    wrong = sdk_event(33, dataschema="urn:linli:contracts:event.proposed:v1")
+    platform.send(rabbitmq.to_structured(wrong, JSONFormat()).body, "resident.form_submitted")
+    [(properties, _)] = platform.rejected(1)
+    assert [(e["code"], e["field"]) for e in errors_of(properties)] == [("unknown_version", "dataschema")]
+    assert platform.residents.count_documents({}) == 2

@@ -55,6 +55,24 @@ def test_each_kind_of_bad_input_has_its_own_error(raw, content_type, routing_key
     assert code in refusal.codes and refusal.status == status
 
 
+def test_an_envelope_without_dataschema_is_read_as_its_types_latest_version():
+    for message in ({k: v for k, v in wire().items() if k != "dataschema"}, wire(dataschema=None)):
+        envelope = check_body(body(message), "application/cloudevents+json", "resident.form_submitted")
+        assert envelope.dataschema == registry.get("resident.form_submitted").dataschema
+    other_type = wire(dataschema="urn:linli:contracts:event.proposed:v1")
+    assert rejected(body(other_type)).codes == ["unknown_version"]
+    no_type = {k: v for k, v in wire(type=["resident.form_submitted"]).items() if k != "dataschema"}
+    assert "invalid_envelope" in rejected(body(no_type)).codes
+
+
+def test_text_that_cannot_be_stored_is_refused_naming_its_field_and_never_echoed():
+    message = wire(data={**RESIDENT_FORM_SUBMITTED.example, "row": {"姓名": "bad \ud800 x", "\udfff": "x"}})
+    refusal = rejected(json.dumps(message).encode())  # ASCII JSON: the surrogates as \ud800 escapes
+    assert refusal.codes == ["invalid_text"] and refusal.status == 400
+    assert [e["field"] for e in refusal.errors] == ["data.row.姓名", "data.row.\\udfff"]
+    json.dumps(refusal.errors, ensure_ascii=False).encode()  # the reasons can travel in headers
+
+
 def test_every_error_is_named_not_only_the_first():
     message = wire(data={"row": {}, "form_reference": 7})
     del message["time"]

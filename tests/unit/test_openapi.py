@@ -1,4 +1,7 @@
 """The OpenAPI documents generated from the services' HTTP entrypoints (issue #8); no broker needed."""
+import inspect
+import re
+
 import pytest
 import schemathesis
 from schemathesis.core.result import Ok
@@ -40,3 +43,22 @@ def test_schemathesis_reads_every_operation(name):
     schema = schemathesis.openapi.from_dict(document(CLASSES[name]))
     results = list(schema.get_all_operations())
     assert results and all(isinstance(result, Ok) for result in results)
+
+
+# Query parameters read outside a query_schema: the partner feed routes, whose paging issue #14 reworks elsewhere.
+UNDESCRIBED_QUERY = {"/feeds/<partner_id>": {"after", "limit"}, "/partners/<partner_id>/deliveries": {"status"}}
+READS_ARG = re.compile(r"""request\.args\.get(?:list)?\(\s*["']([^"']+)["']""")
+
+
+@pytest.mark.parametrize("name", [name for name, *_ in SERVICES])
+def test_every_query_parameter_a_route_reads_is_in_its_document(name):
+    """So that schemathesis reaches each one (issue #14): what a handler reads, its OpenAPI document names."""
+    cls = CLASSES[name]
+    doc = document(cls)
+    for method_name, endpoint in endpoints(cls):
+        read = set(READS_ARG.findall(inspect.getsource(getattr(cls, method_name))))
+        operation = doc["paths"][openapi_path(endpoint.url)][endpoint.method.lower()]
+        named = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
+        assert read - UNDESCRIBED_QUERY.get(endpoint.url, set()) <= named, f"{endpoint.method} {endpoint.url}"
+        if endpoint.query_schema is not None and "load_query" in inspect.getsource(getattr(cls, method_name)):
+            assert named == {f.data_key or n for n, f in endpoint.query_schema().load_fields.items()}
