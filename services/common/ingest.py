@@ -110,6 +110,14 @@ def flatten(messages, prefix: str = ""):
         yield prefix.rstrip(".") or None, str(messages)
 
 
+ROW_FIELD = "data.row"  # where a collection form's row travels (resident.form_submitted), cell by cell
+
+
+def _text_code(path: str) -> str:
+    """A form row's cell is an ``invalid_row`` like any other bad cell; elsewhere, ``invalid_text``."""
+    return "invalid_row" if path.startswith(ROW_FIELD + ".") else "invalid_text"
+
+
 def check_body(body: bytes, content_type: str | None, routing_key: str | None = None) -> Envelope:
     """The envelope of an ingest message, or ``IngestRejected`` naming every problem found."""
     if len(body) > MAX_INGEST_BYTES:
@@ -129,7 +137,7 @@ def check_body(body: bytes, content_type: str | None, routing_key: str | None = 
         raise IngestRejected(errors + [error("not_an_object", None, "the body must be a JSON object (an envelope)")],
                              status)
     if unstorable := unstorable_text(wire):  # refused now: no replay could ever store it
-        raise IngestRejected(errors + [error("invalid_text", path, NOT_TEXT) for path in paths(unstorable)], status)
+        raise IngestRejected(errors + [error(_text_code(path), path, NOT_TEXT) for path in paths(unstorable)], status)
     wire = with_dataschema(wire)
     errors += [error("invalid_envelope", path, text) for path, text in flatten(EnvelopeSchema().validate(wire))]
     errors += _type_and_data_errors(wire, routing_key)

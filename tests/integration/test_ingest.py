@@ -297,11 +297,11 @@ def test_text_that_cannot_be_stored_is_rejected_up_front_over_amqp_and_http(plat
     platform.send(not_utf8, "resident.form_submitted")
     parked = platform.rejected(3)
     assert sorted([(e["code"], e["field"] or "") for e in errors_of(p)] for p, _ in parked) == [
-        [("invalid_json", "")], [("invalid_text", "data.row.姓名")], [("invalid_text", "data.venue")]]
+        [("invalid_json", "")], [("invalid_row", "data.row.姓名")], [("invalid_text", "data.venue")]]
     assert [p.headers["x-linli-ingest-status"] for p, _ in parked] == [400, 400, 400]
 
     headers = {"Authorization": f"Bearer {token(['ingest:write'])}", "Content-Type": "application/json"}
-    for body, code in [(json.dumps(form(24, 姓名=surrogate)), "invalid_text"), (not_utf8, "invalid_json")]:
+    for body, code in [(json.dumps(form(24, 姓名=surrogate)), "invalid_row"), (not_utf8, "invalid_json")]:
         refused = requests.post(platform.residents_url + "/ingest", data=body, headers=headers)
         assert refused.status_code == 400 and refused.json()["error"] == "invalid_message", refused.text
         assert [e["code"] for e in refused.json()["details"]["errors"]] == [code]

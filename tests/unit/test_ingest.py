@@ -68,7 +68,7 @@ def test_an_envelope_without_dataschema_is_read_as_its_types_latest_version():
 def test_text_that_cannot_be_stored_is_refused_naming_its_field_and_never_echoed():
     message = wire(data={**RESIDENT_FORM_SUBMITTED.example, "row": {"姓名": "bad \ud800 x", "\udfff": "x"}})
     refusal = rejected(json.dumps(message).encode())  # ASCII JSON: the surrogates as \ud800 escapes
-    assert refusal.codes == ["invalid_text"] and refusal.status == 400
+    assert refusal.codes == ["invalid_row"] and refusal.status == 400  # a row's cells: invalid_row, as any bad cell
     assert [e["field"] for e in refusal.errors] == ["data.row.姓名", "data.row.\\udfff"]
     json.dumps(refusal.errors, ensure_ascii=False).encode()  # the reasons can travel in headers
 
