@@ -21,7 +21,7 @@ from services.common.base import ServiceBase
 from services.common.ingest_entrypoints import ingest_handler
 from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
-from services.common.web import ApiError, NotFound, ValidationFailed, api, load, read_json
+from services.common.web import ApiError, NotFound, ValidationFailed, api, load, load_query, read_json
 from services.events import calendar, domain, ingest, registrations
 from services.events.documents import ALL_DOCUMENTS, Registration
 
@@ -91,7 +91,7 @@ class EventsService(ServiceBase):
 
     @api("GET", "/events", scope="events:read", query_schema=calendar.ListEvents)
     def list_over_http(self, request):
-        query = load(calendar.ListEvents(), request.args.to_dict(), "the listing")
+        query = load_query(calendar.ListEvents(), request, "the listing")
         request.principal.require_community(query["community_id"])
         return calendar.listing(query)
 

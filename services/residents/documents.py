@@ -13,7 +13,6 @@ from mongoengine import (
 )
 
 from services.common.auth import ALL_COMMUNITIES
-from services.residents.domain import IDENTITY_RULES
 
 ALIAS = "residents"
 

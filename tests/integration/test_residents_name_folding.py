@@ -1,10 +1,9 @@
 """Name search folds accents (issue #14, item 9): ``zoe`` finds Zoë, as ``wang xiuying`` finds 王秀英 —
 for residents registered now and for those stored before folding existed (rewritten at start)."""
 import pytest
-import requests
 
 from services.residents.service import ResidentsService
-from tests.integration.test_residents import MARIE, WANG, WORKER_SCOPES, api, register, residents  # noqa: F401
+from tests.integration.test_residents import MARIE, WANG, api, register, residents  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
