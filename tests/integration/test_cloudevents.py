@@ -1,6 +1,7 @@
 """Published messages are CloudEvents that the official SDK reads, byte for byte as they crossed the bus."""
 import eventlet
 import pytest
+import requests
 from cloudevents.core.formats.json import JSONFormat
 from kombu import Connection, Exchange, Queue
 from nameko.standalone.rpc import ServiceRpcProxy
@@ -10,16 +11,19 @@ from services.residents.service import ResidentsService
 pytestmark = pytest.mark.integration
 
 
-def test_the_cloudevents_sdk_reads_what_residents_publishes(container_factory, config):
+def test_the_cloudevents_sdk_reads_what_residents_publishes(container_factory, config, token):
     container_factory(ResidentsService, config).start()
     with Connection(config["AMQP_URI"]) as connection:
         queue = Queue("test-cloudevents", exchange=Exchange("residents.events", type="topic", durable=True),
                       routing_key="#")
         queue(connection.default_channel).declare()
+        registered = requests.post(
+            f"http://{config['WEB_SERVER_ADDRESS']}/residents", timeout=30,
+            headers={"Authorization": f"Bearer {token(['residents:write'])}"},
+            json={"community_id": "tongzilin", "name": "Marie Dubois", "residence_type": "foreign",
+                  "nationality": "FR", "preferred_language": "fr"})
+        resident_id = registered.json()["id"]
         with ServiceRpcProxy("residents", config) as residents:
-            resident_id = residents.register({
-                "community_id": "tongzilin", "name": "Marie Dubois", "residence_type": "foreign",
-                "nationality": "FR", "preferred_language": "fr"})
             residents.depart(resident_id, {"reason": "moved_away", "departed_on": "2026-11-20"})
         eventlet.sleep(0.5)
         bodies = []

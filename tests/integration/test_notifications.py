@@ -316,19 +316,20 @@ def test_one_notification_and_one_email_per_fact_with_redelivery_and_two_instanc
     from kombu import Connection, Exchange
 
     tap = bus_tap("residents")
+    addresses = {}
     for service_cls in (ResidentsService, EventsService):
-        container_factory(service_cls, {**config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"}).start()
+        addresses[service_cls.name] = f"127.0.0.1:{free_port()}"
+        container_factory(service_cls, {**config, "WEB_SERVER_ADDRESS": addresses[service_cls.name]}).start()
     instances = [notifications_config(config, free_port, smtp, sms) for _ in range(2)]
     for instance in instances:
         container_factory(NotificationsService, instance).start()
-    platform = Platform({"residents": f"http://{config['WEB_SERVER_ADDRESS']}",
+    platform = Platform({"residents": f"http://{addresses['residents']}",
                          "notifications": f"http://{instances[0]['WEB_SERVER_ADDRESS']}"},
                         {"Authorization": f"Bearer {token(SCOPES)}"}, config, smtp, sms)
-    with platform.rpc("residents") as residents:
-        ids = [residents.register({"community_id": "tongzilin", "name": f"居民{n}", "residence_type": "registered",
-                                   "nationality": "CN", "preferred_language": "zh-CN",
-                                   "email": f"r{n}@example.test", "consent": {"email": True}})
-               for n in range(20)]
+    ids = [platform.call("residents", "POST", "/residents", json={
+        "community_id": "tongzilin", "name": f"居民{n}", "residence_type": "registered", "nationality": "CN",
+        "preferred_language": "zh-CN", "email": f"r{n}@example.test", "consent": {"email": True}}).json()["id"]
+        for n in range(20)]
     published = [m for m in tap.messages() if m["type"] == "resident.registered"]
     assert len(published) == 20
     with Connection(config["AMQP_URI"]) as connection:

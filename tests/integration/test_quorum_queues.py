@@ -106,10 +106,13 @@ def test_services_run_on_quorum_queues(start_service, quorum_vhost, amqp_uri, to
     reports = start_service("reports", "ReportsService")
     assert residents and reports
 
-    # Over RPC (the rpc-residents queue): residents registers and publishes; reports counts.
+    # Residents registers and publishes; reports counts; the rpc-residents queue answers too.
+    registered = requests.post(f"{residents}/residents", headers={"Authorization": f"Bearer {token(['residents:write'])}"},
+                               json={"community_id": "tongzilin", "name": "王秀英", "residence_type": "registered",
+                                     "nationality": "CN", "preferred_language": "zh-CN"}, timeout=30)
+    assert registered.status_code == 201, registered.text
     with ClusterRpcProxy({"AMQP_URI": amqp_uri}) as rpc:
-        rpc.residents.register({"community_id": "tongzilin", "name": "王秀英", "residence_type": "registered",
-                                "nationality": "CN", "preferred_language": "zh-CN"})
+        assert rpc.residents.get(registered.json()["id"])["community_id"] == "tongzilin"
     # Through a quorum retry queue: its message TTL expires and it is dead-lettered back to the queue.
     retried = build_envelope("resident.registered", {
         "resident_id": "r-retried", "community_id": "tongzilin", "residence_type": "foreign", "nationality": "IE",
