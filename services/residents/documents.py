@@ -12,7 +12,7 @@ from mongoengine import (
     StringField,
 )
 
-from services.common.auth import ALL_COMMUNITIES
+from services.common.auth import Principal
 
 ALIAS = "residents"
 
@@ -97,7 +97,9 @@ class ImportJob(Document):
     finished_at = DateTimeField()
 
     def requester_may_see(self, community_id: str) -> bool:
-        return ALL_COMMUNITIES in self.requester_communities or community_id in self.requester_communities
+        """The token rule (``Principal.may_see``) applied to the submitter's communities."""
+        return Principal(self.requested_by or "", frozenset(), frozenset(self.requester_communities)).may_see(
+            community_id)
 
 
 class ImportRow(Document):

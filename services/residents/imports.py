@@ -32,21 +32,23 @@ from services.residents.privacy import Vault
 BATCH_ROWS = 500
 MAX_REPORTED_ERRORS = 5000
 BATCH_ATTEMPTS = 3  # a batch that lost a race with another import of the same people is looked up again
+# The column a same-person refusal names, by the identity rule that matched.
+RULE_COLUMNS = {domain.IDENTITY_RULES["document_key"]: "document_number",
+                domain.IDENTITY_RULES["person_key"]: "name"}
 
 
 def accept(content: bytes, filename: str, principal) -> tuple[ImportJob, bool]:
     """Store the form's rows as a queued job; returns (job, created). The same file twice is one job.
     The job keeps the communities the submitter's token reaches: a row's error names another community's
     resident only if they reach it (``SamePerson.seen_from``)."""
-    may_see = principal.may_see
     digest = hashlib.sha256(content).hexdigest()
     existing = ImportJob.objects(content_sha256=digest).first()
     if existing is not None:
-        _require_visible(existing.communities, may_see)  # a repeat shows the job only to whom it concerns
+        _require_visible(existing.communities, principal.may_see)  # a repeat shows the job only to whom it concerns
         return existing, False
     form = forms.read(content, filename)  # FormError: nothing is stored
     communities = sorted({raw.get("community_id", "").strip() for _, raw in form.rows} - {""})
-    _require_visible(communities, may_see)
+    _require_visible(communities, principal.may_see)
     job = ImportJob(filename=filename, content_sha256=digest, rows_total=len(form.rows),
                     requested_by=principal.subject, communities=communities,
                     requester_communities=sorted(principal.communities))
@@ -178,10 +180,6 @@ def _sort_out(candidates: list[tuple[int, dict]], session, may_see) -> tuple[lis
                 if record.get(key):
                     earlier[key][record[key]] = record
     return fresh, notes, refused
-
-
-RULE_COLUMNS = {domain.IDENTITY_RULES["document_key"]: "document_number",
-                domain.IDENTITY_RULES["person_key"]: "name"}
 
 
 def _record_progress(session, job_id, after_row, last_row, rows, registered, notes, rejected, errors) -> None:
