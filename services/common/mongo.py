@@ -15,9 +15,53 @@ from datetime import datetime, timezone
 
 import mongoengine
 from nameko.extensions import DependencyProvider
+from prometheus_client import Counter
+from pymongo import monitoring
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 PROCESSED_COLLECTION = "processed_messages"
+DB_COMMANDS = Counter(
+    "linli_db_commands_total",
+    "Database commands the service sent (each a round trip), by command name.",
+    ["service", "command"],
+)
+DB_TRANSACTIONS_ABORTED = Counter(
+    "linli_db_transactions_aborted_total",
+    "Transactions that did not commit (a write conflict, a lost race, an error): each is work done again.",
+    ["service"],
+)
+# Command names are pymongo's own small vocabulary; anything else is counted as ``other``.
+_KNOWN_COMMANDS = frozenset({
+    "find", "getMore", "insert", "update", "delete", "findAndModify", "aggregate", "count", "distinct",
+    "commitTransaction", "abortTransaction", "createIndexes", "listIndexes", "dropIndexes", "listCollections",
+    "create", "drop", "dropDatabase", "killCursors", "endSessions", "hello", "isMaster", "ismaster", "ping",
+    "buildInfo", "collMod", "renameCollection", "listDatabases",
+})
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Counts every command one service's client sends: the budget of ``make bench`` (commands per
+    unit of work do not depend on the machine's load) and, on /metrics, the operators' view.
+    Monitoring handshakes run on their own sockets and are not commands, so they are not counted."""
+
+    def __init__(self, service: str):
+        self.service = service
+
+    def started(self, event):
+        name = event.command_name if event.command_name in _KNOWN_COMMANDS else "other"
+        DB_COMMANDS.labels(self.service, name).inc()
+        if name == "abortTransaction":
+            DB_TRANSACTIONS_ABORTED.labels(self.service).inc()
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        # A commit that fails (a write conflict found at commit) aborts without an abortTransaction.
+        if event.command_name == "commitTransaction":
+            DB_TRANSACTIONS_ABORTED.labels(self.service).inc()
+
+
 _aliases_lock = threading.Lock()
 _alias_users: dict[str, int] = {}
 
@@ -103,6 +147,7 @@ class MongoDatabase(DependencyProvider):
                     # mongoengine from sharing one client between services
                     # whose settings would otherwise be equal.
                     appname=f"linli-{self.name}",
+                    event_listeners=[CommandCounter(self.name)],
                 )
             _alias_users[self.name] = _alias_users.get(self.name, 0) + 1
         self.client = mongoengine.get_connection(self.name)
