@@ -46,6 +46,21 @@ def rabbitmqctl(*args: str) -> str:
     return result.stdout
 
 
+def free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive free ports (``make run`` gives each service's SecantusDB the next)."""
+    for _ in range(100):
+        first = free_port()
+        try:
+            with contextlib.ExitStack() as held:
+                for port in range(first, first + count):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+    raise RuntimeError(f"no {count} consecutive free ports found")
+
+
 @pytest.fixture(name="free_port")
 def free_port_fixture():
     return free_port

@@ -1,13 +1,15 @@
 """Bring the whole platform up on one machine, and down again.
 
-``linli up`` (what ``make run`` calls): makes sure RabbitMQ answers, starts
-SecantusDB with its data under ``var/`` (unless ``LINLI_MONGO_URI`` points at a
-MongoDB), starts each service in its own ``nameko run`` process, waits for
+``linli up`` (what ``make run`` calls): makes sure RabbitMQ answers, starts one
+SecantusDB per service with its data under ``var/mongo-<service>/`` (unless
+``LINLI_MONGO_URI`` points at a MongoDB, which then holds every service's database):
+each service owns its database, and one SecantusDB process uses one core, so two
+services' writes run side by side. It starts each service in its own ``nameko run`` process, waits for
 every ``/ready``, prints what runs where, and on Ctrl-C or SIGTERM stops
 everything it started, in reverse order. ``linli down`` sends that SIGTERM.
 
 ``LINLI_SCALE=N`` (``make run SCALE=N``) starts N instances of each service, competing
-consumers on the same queues over the one SecantusDB: instance n listens on the
+consumers on the same queues over their service's SecantusDB: instance n listens on the
 configured port + 100 × (n − 1) (residents on 8001, 8101, 8201 by default), is
 ``residents-n`` in the logs under ``var/log/`` and ``"instance": n`` in each log line.
 """
@@ -105,6 +107,7 @@ class Platform:
         self.rabbitmq_owner = rabbitmq_owner
         self.children: list[Child] = []
         self.env = dict(os.environ)
+        self.mongo_uris: dict[str, str] = {}
 
     def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> Child:
         log_path = self.logs / f"{name}.log"
@@ -126,21 +129,24 @@ class Platform:
         env = {**self.env, "LINLI_VAR_DIR": str(self.var)}
         subprocess.run([str(script), action, self.rabbitmq_owner], check=action == "ensure", env=env)
 
-    def _mongo(self) -> str:
+    def _mongo(self) -> dict[str, str]:
+        """Each service's MongoDB URI: ``LINLI_MONGO_URI`` for all, or a SecantusDB of its own."""
         if self.env.get("LINLI_MONGO_URI"):
-            return self.env["LINLI_MONGO_URI"]
-        port = int(self.env.get("LINLI_MONGO_PORT", DEFAULT_MONGO_PORT))
-        if _port_answers("127.0.0.1", port):
-            raise PlatformError(f"port {port} is taken; set LINLI_MONGO_PORT or LINLI_MONGO_URI")
-        storage = self.var / "mongo"
-        storage.mkdir(parents=True, exist_ok=True)
-        child = self._spawn(
-            "secantusdb",
-            [str(BIN / "secantusd-py"), "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(storage)],
-        )
-        _wait(lambda: _port_answers("127.0.0.1", port), STARTUP_TIMEOUT_S, "SecantusDB", child)
-        # SecantusDB advertises itself as the primary of the one-node replica set "secantus".
-        return f"mongodb://127.0.0.1:{port}/?replicaSet=secantus"
+            return {service: self.env["LINLI_MONGO_URI"] for service, _, _ in SERVICES}
+        ports = {service: mongo_port(self.env, service) for service, _, _ in SERVICES}
+        for service, port in ports.items():
+            if _port_answers("127.0.0.1", port):
+                raise PlatformError(f"port {port} (SecantusDB of {service}) is taken; "
+                                    "set LINLI_MONGO_PORT or LINLI_MONGO_URI")
+        children = {}
+        for service, port in ports.items():
+            storage = self.var / f"mongo-{service}"
+            storage.mkdir(parents=True, exist_ok=True)
+            children[service] = self._spawn(f"secantusdb-{service}", [
+                str(BIN / "secantusd-py"), "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(storage)])
+        for service, child in children.items():
+            _wait(lambda p=ports[service]: _port_answers("127.0.0.1", p), STARTUP_TIMEOUT_S, child.name, child)
+        return {service: mongo_uri(self.env, service) for service in ports}
 
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -155,7 +161,7 @@ class Platform:
         self.env["LINLI_NOTIFICATIONS_PRIVATE_KEY"] = private_key
         self.env["LINLI_NOTIFICATIONS_PUBLIC_KEY"] = public_key_of(private_key)
         instances = scale(self.env)
-        self.env["LINLI_MONGO_URI"] = self._mongo()
+        self.mongo_uris = self._mongo()
         for service, port, service_class in SERVICES:
             address = http_address(service, port, self.env)
             self.env[f"LINLI_{service.upper()}_HTTP"] = address  # the first instance's, for the CLI
@@ -165,6 +171,7 @@ class Platform:
                 where = instance_address(address, instance)
                 child = self._spawn(service if instances == 1 else f"{service}-{instance}", argv,
                                     env={f"LINLI_{service.upper()}_HTTP": where, "LINLI_INSTANCE": str(instance),
+                                         "LINLI_MONGO_URI": self.mongo_uris[service],
                                          "PYTHONWARNINGS": _warning_filters(self.env)})
                 child.url = f"http://{where}"
         for child in self.children:
@@ -192,7 +199,8 @@ class Platform:
         for child in self.children:
             where = f"{child.url}  (ready: {child.url}/ready, metrics: {child.url}/metrics)" if child.url else ""
             lines.append(f"  {child.name:<14} pid {child.process.pid:<7} {where}  log {child.log_path}")
-        lines.append(f"  MongoDB        {self.env['LINLI_MONGO_URI']}")
+        for service, uri in self.mongo_uris.items():
+            lines.append(f"  MongoDB        {uri}  ({service})")
         lines.append(f"  RabbitMQ       {self.env.get('LINLI_AMQP_URI', 'amqp://guest:guest@localhost:5672/')}")
         lines.append("A token for the README examples: .venv/bin/linli token --scopes ... --communities ...")
         lines.append("Stop with Ctrl-C or `make stop`.")
@@ -200,6 +208,20 @@ class Platform:
 
     def first_exited(self) -> Child | None:
         return next((c for c in self.children if c.process.poll() is not None), None)
+
+
+def mongo_port(env, service: str) -> int:
+    """The port of ``service``'s own SecantusDB: ``LINLI_MONGO_PORT`` (27117) for residents, then one up each."""
+    names = [name for name, _, _ in SERVICES]
+    return int(env.get("LINLI_MONGO_PORT", DEFAULT_MONGO_PORT)) + names.index(service)
+
+
+def mongo_uri(env, service: str) -> str:
+    """Where ``service``'s database is: ``LINLI_MONGO_URI`` if set, else its own SecantusDB."""
+    if env.get("LINLI_MONGO_URI"):
+        return env["LINLI_MONGO_URI"]
+    # SecantusDB advertises itself as the primary of the one-node replica set "secantus".
+    return f"mongodb://127.0.0.1:{mongo_port(env, service)}/?replicaSet=secantus"
 
 
 def _warning_filters(env) -> str:

@@ -15,6 +15,7 @@ import pytest
 
 from services.common.auth import dev_secret, issue_token
 from services.common.platform import instance_address, scale
+from tests.conftest import free_port_run
 
 ROOT = Path(__file__).resolve().parents[2]
 LINLI = Path(sys.executable).parent / "linli"
@@ -80,7 +81,7 @@ def _platform(tmp_path, amqp_uri, free_port, instances):
     env.update(
         LINLI_VAR_DIR=str(tmp_path),
         LINLI_AMQP_URI=amqp_uri,
-        LINLI_MONGO_PORT=str(free_port()),  # linli up starts its own SecantusDB under var/
+        LINLI_MONGO_PORT=str(free_port_run(len(SERVICES))),  # one SecantusDB per service  # linli up starts its own SecantusDB under var/
         LINLI_SCALE=str(instances),
         **{f"LINLI_{name.upper()}_HTTP": _free_address(free_port, instances) for name in SERVICES},
     )

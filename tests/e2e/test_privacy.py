@@ -23,6 +23,8 @@ import pymongo
 import pytest
 import requests
 
+from services.common.platform import SERVICES as PLATFORM_SERVICES
+from services.common.platform import mongo_uri
 from tests.conftest import RUN_ID, rabbitmqctl
 from tests.integration.channel_servers import SmsGateway, SmtpServer
 
@@ -216,7 +218,8 @@ def test_personal_data_appears_only_where_the_residents_service_keeps_them(linli
         "types": ["resident.registered"], "communities": ["tongzilin"], "method": "pull"})
     assert subscribed.status_code == 201, subscribed.text
     tap = Tap(amqp_uri, unquote(amqp_uri.rsplit("/", 1)[1]))
-    mongo = pymongo.MongoClient(f"mongodb://127.0.0.1:{linli.env['LINLI_MONGO_PORT']}/?replicaSet=secantus")
+    # Each service's own server (one SecantusDB per service under `make run`).
+    servers = {service: pymongo.MongoClient(mongo_uri(linli.env, service)) for service, _, _ in PLATFORM_SERVICES}
     values = [personal_values(person) for person in PEOPLE]
     secrets = sorted({value for person in values for value in person.values()})
     try:
@@ -224,18 +227,19 @@ def test_personal_data_appears_only_where_the_residents_service_keeps_them(linli
         erased_id = ids[-1]
         kept = {(field, value) for person in values[:-1] for field, value in person.items()}
         # Quiet: notifications knows of the erasure and reports has recorded every message the bus carried.
-        until(lambda: mongo["linli_notifications"]["audience"].find_one({"_id": erased_id, "status": "erased"}),
+        until(lambda: servers["notifications"]["linli_notifications"]["audience"].find_one({"_id": erased_id, "status": "erased"}),
               "notifications to record the erasure")
         bus = [f"{name}.events" for name in SOURCES if name != "reports"]
         until(lambda: {json.loads(body)["id"] for exchange, _, body, _ in tap.drain() if exchange in bus}
-              <= set(mongo["linli_reports"]["history"].distinct("_id")), "reports to record every message")
+              <= set(servers["reports"]["linli_reports"]["history"].distinct("_id")), "reports to record every message")
         hits = []
         for exchange, key, body, properties in tap.drain():
             hits += [f"broker {exchange} {key}: {s}" for s in found_in(body.decode("utf-8", "replace") + properties,
                                                                          secrets)]
-        databases = [name for name in mongo.list_database_names() if name.startswith("linli_")]
+        databases = [(mongo, name) for mongo in servers.values() for name in mongo.list_database_names()
+                     if name.startswith("linli_")]
         documents, kept_where_meant = 0, set()
-        for db_name in databases:
+        for mongo, db_name in databases:
             for collection in mongo[db_name].list_collection_names():
                 for document in mongo[db_name][collection].find():
                     documents += 1
@@ -246,12 +250,13 @@ def test_personal_data_appears_only_where_the_residents_service_keeps_them(linli
                                 kept_where_meant |= where
                             else:
                                 hits.append(f"db {db_name}.{collection} {document.get('_id')} {path}: {secret}")
-        assert set(databases) >= {f"linli_{name}" for name in SOURCES}, databases
+        assert {name for _, name in databases} >= {f"linli_{name}" for name in SOURCES}, databases
         assert kept_where_meant == {(f, v) for f, v in kept if f in KEPT_IN}, "the scan must see what residents keep"
-        assert documents > 0 and PEOPLE[-1]["name"] not in str(list(mongo["linli_residents"]["residents"].find()))
+        assert documents > 0 and PEOPLE[-1]["name"] not in str(list(servers["residents"]["linli_residents"]["residents"].find()))
     finally:
         tap.close()
-        mongo.close()
+        for mongo in servers.values():
+            mongo.close()
         linli.down()
         for line in rabbitmqctl("list_users", "--no-table-headers").splitlines():
             if line.startswith(partner_user_prefix):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import RUN_ID, free_port, own_vhost
+from tests.conftest import RUN_ID, free_port, free_port_run, own_vhost
 from tests.e2e.conftest import SERVICES, RunningPlatform
 from tests.integration.channel_servers import SmtpServer
 
@@ -67,7 +67,7 @@ def platform(tmp_path_factory, ops_vhost):
     env.update(
         LINLI_VAR_DIR=str(var),
         LINLI_AMQP_URI=f"amqp://guest:guest@{host}:5672/{ops_vhost}",
-        LINLI_MONGO_PORT=str(free_port()),
+        LINLI_MONGO_PORT=str(free_port_run(len(SERVICES))),  # one SecantusDB per service
         LINLI_SMTP_HOST="127.0.0.1",
         LINLI_SMTP_PORT=str(smtp.port),
         LINLI_DEFAULT_QUIET_HOURS="",  # none: deliveries go out now (YAML reads "off" as false)
