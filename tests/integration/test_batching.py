@@ -4,9 +4,10 @@ and abort each other's transactions (issue #15)."""
 import eventlet
 import pytest
 from kombu import Connection, Exchange
+from nameko.testing.services import entrypoint_hook
 from prometheus_client import REGISTRY
 
-from contracts import RESIDENT_REGISTERED, build_envelope
+from contracts import RESIDENT_REGISTERED, build_envelope, parse_envelope
 from services.common.messaging import message_handler
 from services.common.mongo import MongoDatabase
 
@@ -36,6 +37,7 @@ def aborted() -> float:
 
 
 def test_one_batch_at_a_time_each_filled_to_max_batch(container_factory, config, mongo_client):
+    RUNNING[:], BATCH_SIZES[:] = [0, 0], []
     container = container_factory(SlowBatchCounter, config)  # max_workers: 10
     container.start()
     aborted_before = aborted()
@@ -54,3 +56,30 @@ def test_one_batch_at_a_time_each_filled_to_max_batch(container_factory, config,
     assert RUNNING[1] == 1, f"{RUNNING[1]} batches ran at once"
     assert max(BATCH_SIZES) == 100 and len(BATCH_SIZES) <= 8, BATCH_SIZES  # not the 10 of max_workers
     assert aborted() == aborted_before
+
+
+def commands(service: str) -> dict[str, float]:
+    return {sample.labels["command"]: sample.value
+            for family in REGISTRY.collect() if family.name == "linli_db_commands"
+            for sample in family.samples
+            if sample.name == "linli_db_commands_total" and sample.labels["service"] == service}
+
+
+def test_exactly_once_costs_the_claims_the_effect_and_a_commit(container_factory, config, mongo_client):
+    container = container_factory(SlowBatchCounter, config)
+    container.start()
+    envelopes = [parse_envelope(build_envelope("resident.registered", {
+        **RESIDENT_REGISTERED.example, "resident_id": f"once{n}"}, source="linli/producer").to_wire()) for n in range(50)]
+
+    def cost():
+        before = commands("slow_batch_counter")
+        with entrypoint_hook(container, "count") as count:
+            count(envelopes)
+        after = commands("slow_batch_counter")
+        return {name: after[name] - before.get(name, 0) for name in after if after[name] > before.get(name, 0)}
+
+    assert cost() == {"insert": 1, "update": 1, "commitTransaction": 1}  # however many envelopes
+    # All of them again (a redelivery): the claims are found taken, and the effect is not repeated.
+    assert cost() == {"insert": 1, "abortTransaction": 1, "find": 1, "commitTransaction": 1}
+    effects = mongo_client[config["MONGO_DB_PREFIX"] + "slow_batch_counter"]["effects"]
+    assert effects.find_one({"_id": "tongzilin"})["n"] == 50
