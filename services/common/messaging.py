@@ -26,13 +26,17 @@ from functools import partial
 
 import eventlet
 from amqp.exceptions import ConnectionError as AmqpConnectionError, RecoverableConnectionError
-from kombu import Connection, Exchange, Queue
+from kombu import Connection
 from kombu.exceptions import OperationalError
 from nameko.amqp.publish import Publisher
 from nameko.exceptions import ContainerBeingKilled
 from nameko.events import EventDispatcher, EventHandler
 
 from contracts import ContractError, MessageType, build_envelope, parse_envelope
+from services.common.consumer_queues import (  # noqa: F401 - also imported from here
+    DEAD_LETTER_EXCHANGE, DEFAULT_RETRY_DELAYS_S, PrefetchingQueueConsumer, batch_prefetch, dead_letter_queue,
+    retry_delays, retry_queues,
+)
 from services.common.metrics import (
     MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED, MESSAGES_PUBLISHED, MESSAGES_RETRIED, message_type_label,
 )
@@ -41,18 +45,7 @@ from services.common.queue_type import durable_queue
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_EXCHANGE = Exchange("linli.dead-letter", type="direct", durable=True)
 CORRELATION_KEY = "correlation_id"
-
-
-def dead_letter_queue(queue_name: str) -> Queue:
-    """The queue where messages that ``queue_name``'s consumer could not handle are parked."""
-    return Queue(
-        f"{queue_name}.dead-letter",
-        exchange=DEAD_LETTER_EXCHANGE,
-        routing_key=queue_name,
-        durable=True,
-    )
 
 
 _FACT_NAMESPACE = uuid.UUID("4c1f1e7e-7a4b-4f4e-9d1c-6c696e6c6921")
@@ -111,18 +104,29 @@ class Delivery:
 class MessageHandler(EventHandler):
     """Consumes one contract message type from one source service.
 
-    Deliveries are handed to a worker in batches of up to ``max_batch``
-    (whatever has arrived within ``max_wait_s``), so a projection can apply
-    many messages in one transaction. A batch whose worker fails is retried
-    one message at a time, so only the message that cannot be handled is
-    parked in the dead-letter queue.
+    Deliveries reach a worker in batches of up to ``max_batch``, one batch in
+    flight at a time (concurrent ones would ``$inc`` the same counters and
+    abort each other's transactions): what arrives while it runs is the next
+    batch; with none in flight, what arrived within ``max_wait_s``. A failed
+    batch is retried one message at a time (still in its turn), so only the
+    message that cannot be handled is parked in the dead-letter queue.
     """
+
+    queue_consumer = PrefetchingQueueConsumer()
 
     def __init__(self, source_service: str, message_type: MessageType, max_batch=1, max_wait_s=0.02, **kwargs):
         self.message_type = message_type
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
+        self._pending: list[Delivery] = []
+        self._flush_timer = None
+        self._stopped = False
+        self._in_flight = 0  # this handler's workers running: a batch, or the retries of one that failed
         super().__init__(source_service, message_type.name, **kwargs)
+
+    @property
+    def prefetch_count(self) -> int:
+        return batch_prefetch(self.max_batch, self.container.max_workers)
 
     @property
     def expected_types(self) -> set[str]:
@@ -133,9 +137,6 @@ class MessageHandler(EventHandler):
         self._setup_batching_and_dead_letter()
 
     def _setup_batching_and_dead_letter(self):
-        self._pending: list[Delivery] = []
-        self._flush_timer = None
-        self._stopped = False
         durable_queue(self.queue)  # LINLI_QUEUE_TYPE, as the retry and dead-letter queues
         self.dead_letter_queue = durable_queue(dead_letter_queue(self.queue.name))
         delays = retry_delays(self.container.config)
@@ -168,12 +169,18 @@ class MessageHandler(EventHandler):
             self.queue_consumer.ack_message(message)
             return
         self._pending.append(Delivery(envelope, body, message))
+        if self._batch_running():
+            return  # the batch in flight hands these on when it ends
         if len(self._pending) >= self.max_batch:
             self._flush()
         elif self._flush_timer is None:
             self._flush_timer = eventlet.spawn_after(self.max_wait_s, self._flush)
 
-    def _flush(self):
+    def _batch_running(self) -> bool:
+        return self.max_batch > 1 and self._in_flight > 0
+
+    def _flush(self, everything: bool = False):
+        """Hand a batch of what has arrived to a worker (unless one is in flight), or ``everything``."""
         if self._flush_timer is not None:
             self._flush_timer.cancel()  # a no-op when the timer itself is flushing
             self._flush_timer = None
@@ -181,14 +188,21 @@ class MessageHandler(EventHandler):
             # Left unacked: the broker gives them back when the connection closes.
             self._pending = []
             return
-        batch, self._pending = self._pending, []
-        if batch:
+        everything = everything or self.max_batch == 1
+        while self._pending and (everything or not self._batch_running()):
+            batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
             self._spawn(batch)
 
+    def _batch_ended(self):  # the batch's turn ends
+        self._in_flight = max(0, self._in_flight - 1)
+        if self._in_flight == 0 and self._pending and not self._stopped:
+            # Not from the worker that ended: spawning waits for a free worker, and it still holds one.
+            self.container.spawn_managed_thread(self._flush)
+
     def stop(self):
-        """A graceful stop: what has arrived is handed to a worker now (the container waits
-        for workers before it stops the database), and nothing is spawned afterwards."""
-        self._flush()
+        """A graceful stop: what has arrived is handed to workers now, beside any batch in flight
+        (the container waits for workers before it stops the database); nothing is spawned afterwards."""
+        self._flush(everything=True)
         self._stopped = True
         super().stop()
 
@@ -201,12 +215,14 @@ class MessageHandler(EventHandler):
         context_data = self.unpack_message_headers(first.message)
         # A batch runs as one worker: it carries the first message's correlation id.
         context_data[CORRELATION_KEY] = first.envelope.correlationid or first.envelope.id
+        self._in_flight += 1
         try:
             self.container.spawn_worker(
                 self, ([d.envelope for d in batch],), {}, context_data=context_data,
                 handle_result=partial(self.handle_processed, batch),
             )
         except ContainerBeingKilled:
+            self._in_flight -= 1
             for delivery in batch:
                 self.queue_consumer.requeue_message(delivery.message)
 
@@ -219,15 +235,25 @@ class MessageHandler(EventHandler):
                 self.retry_or_dead_letter(batch[0], exc_info[1])
                 self.queue_consumer.ack_message(batch[0].message)
             else:
-                # Find the message that fails: each on its own, outside this worker.
-                self.container.spawn_managed_thread(lambda: [self._spawn([d]) for d in batch])
+                # Find the message that fails: each on its own, outside this worker, in the batch's turn.
+                self._in_flight += 1
+                self.container.spawn_managed_thread(partial(self._retry_one_by_one, batch))
         except BROKER_CONNECTION_ERRORS as exc:
             # The broker went away (a restart, a kill): nameko's ack only forgives amqp's own
             # ConnectionError, and anything raised here kills the container. What was not acked
             # comes back when the consumer reconnects, and is handled once (``exactly_once``).
             log.warning("%s: the broker connection is gone (%s); %d message(s) will be redelivered",
                         self.container.service_name, type(exc).__name__, len(batch))
+        finally:
+            self._batch_ended()
         return result, exc_info
+
+    def _retry_one_by_one(self, batch: list[Delivery]):
+        try:
+            for delivery in batch:
+                self._spawn([delivery])
+        finally:
+            self._batch_ended()
 
     def retry_or_dead_letter(self, delivery: Delivery, error: BaseException) -> None:
         """Try a failed message again after a delay (a database that is down, a service that
@@ -277,32 +303,10 @@ class MessageHandler(EventHandler):
 ATTEMPTS_HEADER = "x-linli-attempts"
 # A reset socket (OSError), a closed connection (amqp), a publish whose retries ran out (kombu).
 BROKER_CONNECTION_ERRORS = (OSError, AmqpConnectionError, RecoverableConnectionError, OperationalError)
-DEFAULT_RETRY_DELAYS_S = (1, 5, 30, 120)
 
 
 def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
-
-
-def retry_delays(config) -> tuple[float, ...]:
-    """``MESSAGE_RETRY_DELAYS_S``: seconds before each retry ("1,5,30,120"); its length is the number of retries."""
-    raw = config.get("MESSAGE_RETRY_DELAYS_S")
-    if raw is None or raw == "":
-        return DEFAULT_RETRY_DELAYS_S
-    values = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
-    return tuple(float(v) for v in values)
-
-
-def retry_queues(queue_name: str, delays) -> list[Queue]:
-    """One holding queue per retry: a message waits there ``delay`` seconds (queue TTL), then
-    RabbitMQ dead-letters it back to ``queue_name`` through the default exchange. A queue per
-    delay keeps every queue first-in-first-out, which per-message TTLs would not."""
-    return [
-        Queue(f"{queue_name}.retry.{int(delay * 1000)}ms", durable=True, queue_arguments={
-            "x-message-ttl": int(delay * 1000), "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": queue_name})
-        for delay in delays
-    ]
 
 
 def _database_of(service) -> Database:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timezone
+from functools import partial
 
 import mongoengine
 from nameko.extensions import DependencyProvider
@@ -83,16 +84,22 @@ class Database:
         ``fresh`` is ``envelopes`` less those this consumer has already
         processed; their records are inserted in the same transaction as the
         effect, under a unique ``_id``, so effect and record commit or vanish
-        together. Returns ``fresh``. A transaction that conflicts with a
-        concurrent one (two batches updating one projection) is retried by
-        pymongo's ``with_transaction``; one that lost a race for a claim is
-        retried here, and then finds the claim taken.
+        together. Returns ``fresh``.
+
+        The records are inserted first, without looking (a batch then costs the
+        insert, the effect's writes and the commit): a record that exists (a
+        redelivery, or a concurrent instance that won the race) fails the insert,
+        which aborts the transaction, and it runs again reading which ids are
+        taken. A transaction that conflicts with a concurrent one is retried by
+        pymongo's ``with_transaction``.
         """
         claims = self.db[PROCESSED_COLLECTION]
         ids = {f"{consumer}:{envelope.id}": envelope for envelope in envelopes}
 
-        def in_transaction(session):
-            taken = {doc["_id"] for doc in claims.find({"_id": {"$in": list(ids)}}, {"_id": 1}, session=session)}
+        def in_transaction(session, look_first: bool):
+            taken = set()
+            if look_first:
+                taken = {doc["_id"] for doc in claims.find({"_id": {"$in": list(ids)}}, {"_id": 1}, session=session)}
             fresh_ids = [claim_id for claim_id in ids if claim_id not in taken]
             if not fresh_ids:
                 return []
@@ -109,7 +116,7 @@ class Database:
         for attempt in range(3):
             try:
                 with self.client.start_session() as session:
-                    return session.with_transaction(in_transaction)
+                    return session.with_transaction(partial(in_transaction, look_first=attempt > 0))
             except (DuplicateKeyError, BulkWriteError):
                 if attempt == 2:
                     raise

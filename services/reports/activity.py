@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from services.reports.profile import key, month_of
+from pymongo import UpdateOne
+
+from services.reports.profile import key, month_of, nonzero
 
 MONTHLY = "activity_monthly"  # one document per community and month
 
@@ -41,19 +43,18 @@ def increments(envelope) -> tuple[str, str, dict] | None:
 
 
 def apply(db, envelopes, session) -> None:
-    """Many messages at once: one $inc per community and month they touch."""
+    """Many messages at once: one write, an $inc per community and month they touch."""
     totals: dict[tuple[str, str], Counter] = {}
     for envelope in envelopes:
         found = increments(envelope)
         if found is not None:
             community, month, counts = found
             totals.setdefault((community, month), Counter()).update(counts)
-    for (community, month), counts in totals.items():
-        counts = {path: n for path, n in counts.items() if n}
-        if counts:
-            db[MONTHLY].update_one({"_id": f"{community}:{month}"},
-                                   {"$inc": counts, "$set": {"community_id": community, "month": month}},
-                                   upsert=True, session=session)
+    writes = [UpdateOne({"_id": f"{community}:{month}"},
+                        {"$inc": counts, "$set": {"community_id": community, "month": month}}, upsert=True)
+              for (community, month), counts in nonzero(totals).items()]
+    if writes:
+        db[MONTHLY].bulk_write(writes, ordered=False, session=session)
 
 
 def _ratio(numerator, denominator) -> float | None:

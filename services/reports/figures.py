@@ -77,8 +77,11 @@ def require_community(db, community_id: str) -> None:
 
 
 def profile_of(db, community_id: str, today: date) -> dict:
-    require_community(db, community_id)
-    return profile.view(db[profile.COMMUNITIES].find_one({"_id": community_id}) or {"_id": community_id}, today)
+    """One look-up by key (two more for a community known only by its activity)."""
+    doc = db[profile.COMMUNITIES].find_one({"_id": community_id})
+    if doc is None:
+        require_community(db, community_id)
+    return profile.view(doc or {"_id": community_id}, today)
 
 
 def month_of(db, community_id: str, month: str) -> dict:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from collections import Counter
 
 from prometheus_client import Counter as PrometheusCounter
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 
 from contracts import parse_envelope_or_unknown
 from contracts.registry import plain
@@ -42,8 +42,9 @@ class RebuildRunning(Conflict):
 def apply(db, envelopes, session) -> None:
     """The messages' effect on every projection (in a few writes however many messages)."""
     unknown = Counter(profile.key(f"{e.type}:v{e.version}") for e in envelopes if not e.known)
-    for label, n in unknown.items():
-        db[UNKNOWN].update_one({"_id": label}, {"$inc": {"count": n}}, upsert=True, session=session)
+    if unknown:
+        db[UNKNOWN].bulk_write([UpdateOne({"_id": label}, {"$inc": {"count": n}}, upsert=True)
+                                for label, n in unknown.items()], ordered=False, session=session)
     known = [e for e in envelopes if e.known]
     residents = [e for e in known if e.type in PROFILE_TYPES]
     if residents:

@@ -13,7 +13,7 @@ from collections import Counter
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from pymongo import ReplaceOne
+from pymongo import ReplaceOne, UpdateOne
 
 RESIDENTS = "profile_residents"
 COMMUNITIES = "profile_communities"
@@ -107,7 +107,8 @@ def transition(old: dict | None, envelope) -> tuple[dict, dict[str, Counter]]:
 
 
 def apply(db, envelopes, session) -> None:
-    """Many messages at once: one read of the residents' states, one write of each, one $inc per community."""
+    """Many messages at once: one read of the residents' states, one write of them all, one write of
+    the communities' counters (an $inc per community)."""
     ids = [changes_of(envelope)[0] for envelope in envelopes]
     states = {doc["_id"]: doc for doc in db[RESIDENTS].find({"_id": {"$in": ids}}, session=session)}
     totals: dict[str, Counter] = {}
@@ -117,10 +118,16 @@ def apply(db, envelopes, session) -> None:
             totals.setdefault(community, Counter()).update(counts)
     db[RESIDENTS].bulk_write([ReplaceOne({"_id": i}, {**states[i], "_id": i}, upsert=True) for i in set(ids)],
                              ordered=False, session=session)
-    for community, counts in totals.items():
-        counts = {path: n for path, n in counts.items() if n}
-        if counts:
-            db[COMMUNITIES].update_one({"_id": community}, {"$inc": counts}, upsert=True, session=session)
+    increments = [UpdateOne({"_id": community}, {"$inc": counts}, upsert=True)
+                  for community, counts in nonzero(totals).items()]
+    if increments:
+        db[COMMUNITIES].bulk_write(increments, ordered=False, session=session)
+
+
+def nonzero(totals: dict) -> dict:
+    """The counters that moved, per key (a key whose counters all cancel out is left alone)."""
+    moved = {target: {path: n for path, n in counts.items() if n} for target, counts in totals.items()}
+    return {target: counts for target, counts in moved.items() if counts}
 
 
 def age_bands(by_birth_year: dict, today: date) -> dict:

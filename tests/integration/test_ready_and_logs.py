@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 import requests
+from nameko.messaging import QueueConsumer
 
 from services.common.auth import dev_secret, issue_token
 from services.common.platform import Platform
@@ -41,8 +42,8 @@ def test_ready_is_503_naming_consumers_that_are_not_attached(container_factory, 
     url = f"http://{config['WEB_SERVER_ADDRESS']}"
     assert requests.get(url + "/ready", timeout=5).status_code == 200
     # Take one consumer's channel away, as a broken connection would.
-    queue_consumer = next(e for e in container.extensions if type(e).__name__ == "QueueConsumer")
-    provider, consumer = next((p, c) for p, c in queue_consumer._consumers.items() if hasattr(p, "message_type"))
+    provider, consumer = next((p, c) for e in container.extensions if isinstance(e, QueueConsumer)
+                              for p, c in e._consumers.items() if hasattr(p, "message_type"))
     consumer.channel.is_open = False
     time.sleep(1.1)  # past the cached answer
     response = requests.get(url + "/ready", timeout=5)

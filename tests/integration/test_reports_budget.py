@@ -1,0 +1,131 @@
+"""Reports' database budget (issue #15): a batch costs a handful of commands however many
+messages it holds, and batches arriving together abort no transaction. Command counts are
+deterministic (timings are not), so these fail when batching breaks."""
+import collections
+import time
+
+import pytest
+from kombu import Connection, Exchange
+from nameko.testing.services import entrypoint_hook
+from prometheus_client import REGISTRY
+from pymongo import monitoring
+
+from contracts import build_envelope, parse_envelope_or_unknown
+from services.reports.service import ReportsService
+
+pytestmark = pytest.mark.integration
+
+
+def commands(service="reports") -> dict[str, float]:
+    """linli_db_commands_total of ``service``, by command."""
+    return {sample.labels["command"]: sample.value
+            for family in REGISTRY.collect() if family.name == "linli_db_commands"
+            for sample in family.samples
+            if sample.name == "linli_db_commands_total" and sample.labels["service"] == service}
+
+
+def aborted(service="reports") -> float:
+    return REGISTRY.get_sample_value("linli_db_transactions_aborted_total", {"service": service}) or 0.0
+
+
+class TransactionCommands(monitoring.CommandListener):
+    """The commands sent inside transactions (a handler's, not the outbox relay's), while ``recording``."""
+
+    def __init__(self):
+        self.recording, self.seen = False, collections.Counter()
+
+    def started(self, event):
+        if self.recording and "txnNumber" in event.command:
+            self.seen[event.command_name] += 1
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+# Registered before any client of this module's tests exists (clients copy the global listeners).
+IN_TRANSACTIONS = TransactionCommands()
+monitoring.register(IN_TRANSACTIONS)
+
+
+def grown(before: dict, after: dict) -> dict:
+    return {name: after[name] - before.get(name, 0) for name in after if after[name] > before.get(name, 0)}
+
+
+def registration(n: int, community: str = "tongzilin") -> dict:
+    return build_envelope("resident.registered", {
+        "resident_id": f"{community}-r{n}", "community_id": community, "residence_type": "registered",
+        "nationality": "CN", "preferred_language": "zh-CN", "birth_year": 1950 + n % 60,
+        "tags": ["volunteer"] if n % 3 else []}, source="linli/residents").to_wire()
+
+
+def received(wire: dict):
+    envelope = parse_envelope_or_unknown(wire)[0]
+    object.__setattr__(envelope, "received", wire)
+    return envelope
+
+
+@pytest.fixture
+def reports(container_factory, config):
+    container = container_factory(ReportsService, {**config, "max_workers": 50})
+    container.start()
+    return container
+
+
+def batch_cost(container, wires) -> dict:
+    """The commands one batch costs: the handler's transaction, nothing in the background."""
+    IN_TRANSACTIONS.seen.clear()
+    IN_TRANSACTIONS.recording = True
+    try:
+        with entrypoint_hook(container, "on_message") as on_message:
+            on_message([received(wire) for wire in wires])
+    finally:
+        IN_TRANSACTIONS.recording = False
+    return dict(IN_TRANSACTIONS.seen)
+
+
+def test_a_batch_of_registrations_costs_the_same_few_commands_whatever_its_size(reports, mongo_client, config):
+    small = batch_cost(reports, [registration(n) for n in range(20)])
+    large = batch_cost(reports, [registration(n) for n in range(20, 220)])
+    assert large == small, (small, large)  # independent of the batch's size
+    assert sum(large.values()) <= 7, large
+    assert large.get("commitTransaction") == 1 and "abortTransaction" not in large, large
+    database = mongo_client[config["MONGO_DB_PREFIX"] + "reports"]
+    assert database["profile_communities"].find_one({"_id": "tongzilin"})["residents_total"] == 220
+
+
+def test_a_mixed_batch_writes_each_counter_collection_once(reports):
+    wires = [registration(n, community) for n in range(50) for community in ("tongzilin", "yulin", "jinjiang")]
+    wires += [build_envelope("feedback.submitted", {
+        "event_id": f"e{n % 4}", "resident_id": f"tongzilin-r{n}", "community_id": ("tongzilin", "yulin")[n % 2],
+        "category": "food", "rating": 1 + n % 10, "has_comment": False}, source="linli/events").to_wire()
+        for n in range(40)]
+    cost = batch_cost(reports, wires)
+    # claims, state, history, residents read + write, one bulk write per counter collection, commit
+    assert sum(cost.values()) <= 8, cost
+
+
+def publish_registrations(amqp_uri, count, communities):
+    with Connection(amqp_uri) as connection:
+        producer = connection.Producer(serializer="json")
+        for n in range(count):
+            wire = registration(n, communities[n % len(communities)])
+            producer.publish(wire, exchange=Exchange("residents.events", type="topic", durable=True),
+                             routing_key=wire["type"])
+
+
+def test_many_registrations_at_once_abort_nothing_and_cost_little_per_message(reports, config, mongo_client):
+    database = mongo_client[config["MONGO_DB_PREFIX"] + "reports"]
+    communities, count = ("tongzilin", "yulin"), 2000
+    before, aborted_before = commands(), aborted()
+    publish_registrations(config["AMQP_URI"], count, communities)
+    deadline = time.monotonic() + 120
+    while sum(doc.get("residents_total", 0) for doc in database["profile_communities"].find()) < count:
+        assert time.monotonic() < deadline, "reports did not count every registration"
+        time.sleep(0.2)
+    cost = grown(before, commands())
+    spent = f"{sum(cost.values()):.0f} commands: {sorted(cost.items())}"
+    assert aborted() == aborted_before, spent
+    assert sum(cost.values()) / count <= 0.5, spent  # batches, not one message at a time  # batches, not one message at a time
