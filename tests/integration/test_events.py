@@ -26,12 +26,12 @@ def festival(**overrides):
             "audience": "community", **overrides}
 
 
-@pytest.fixture
-def platform(container_factory, config, free_port, token):
+def start_platform(container_factory, config, free_port, token, events_cls=EventsService):
+    """The residents and events services, and a client of their HTTP APIs."""
     urls = {}
-    for service_cls in (ResidentsService, EventsService):
+    for service_cls in (ResidentsService, events_cls):
         address = f"127.0.0.1:{free_port()}"
-        extra = {"PROMOTION_CONFIRM_MINUTES": 0.02} if service_cls is EventsService else {}
+        extra = {"PROMOTION_CONFIRM_MINUTES": 0.02} if service_cls is events_cls else {}
         container_factory(service_cls, {**config, "WEB_SERVER_ADDRESS": address, **extra}).start()
         urls[service_cls.name] = f"http://{address}"
     headers = {"Authorization": f"Bearer {token(SCOPES)}"}
@@ -56,6 +56,11 @@ def platform(container_factory, config, free_port, token):
             return self.events("POST", f"/events/{event_id}/registrations", json={"resident_id": resident_id})
 
     return Platform()
+
+
+@pytest.fixture
+def platform(container_factory, config, free_port, token):
+    return start_platform(container_factory, config, free_port, token)
 
 
 def test_lifecycle_and_its_messages(platform, bus_tap):
