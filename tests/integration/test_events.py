@@ -140,6 +140,21 @@ def test_registration_refusals_name_the_rule(platform):
     assert platform.events("GET", f"/events/{event_id}/registrations/{wang}").json()["status"] == "cancelled"
 
 
+def test_a_cancelled_registration_can_be_made_again(platform):
+    event_id = platform.scheduled_event(capacity=1)
+    wang, li = platform.resident("王秀英"), platform.resident("李明")
+    first = platform.register(event_id, wang).json()
+    assert platform.events("DELETE", f"/events/{event_id}/registrations/{wang}").status_code == 200
+    assert platform.register(event_id, li).json()["status"] == "confirmed"
+    again = platform.register(event_id, wang)
+    assert again.status_code == 201, again.text
+    assert (again.json()["id"], again.json()["status"], again.json()["waitlist_position"]) == (
+        first["id"], "waitlisted", 1)
+    assert again.json()["code"] != first["code"]
+    assert platform.register(event_id, wang).json()["error"] == "already_registered"
+    assert platform.events("GET", f"/events/{event_id}").json()["places_left"] == 0
+
+
 def test_check_in_walk_ins_and_feedback(platform, bus_tap):
     event_id = platform.scheduled_event(capacity=2, starts_at=soon(seconds=2), ends_at=soon(hours=2))
     wang, li, zhao = (platform.resident(n) for n in ("王秀英", "李明", "赵雷"))
