@@ -101,9 +101,10 @@ _PLACE_OR_WAITLIST = [{"$set": {
 
 def _place_or_waitlist(event_id: str, session) -> tuple[Event, str, int | None]:
     """The event as it was, and ``("confirmed", None)`` or ``("waitlisted", its waitlist number)``."""
-    before = Event._get_collection().find_one_and_update(
-        {"_id": ObjectId(event_id)}, _PLACE_OR_WAITLIST, return_document=ReturnDocument.BEFORE,
-        session=session) if ObjectId.is_valid(event_id) else None
+    before = None
+    if ObjectId.is_valid(event_id):
+        before = Event._get_collection().find_one_and_update(
+            {"_id": ObjectId(event_id)}, _PLACE_OR_WAITLIST, return_document=ReturnDocument.BEFORE, session=session)
     if before is None:
         raise NotFound(f"no event with id {event_id}")
     if before["places_left"] > 0:
