@@ -49,6 +49,21 @@ def find(event_id: str, session=None) -> Event:
     return Event._from_son(found)
 
 
+_communities: dict[str, str] = {}
+COMMUNITIES_KEPT = 10_000
+
+
+def community_of(event_id: str) -> str:
+    """The event's community, which never changes: read once, then kept (at most ``COMMUNITIES_KEPT``)."""
+    community = _communities.get(event_id)
+    if community is None:
+        community = find(event_id).community_id
+        if len(_communities) >= COMMUNITIES_KEPT:
+            _communities.pop(next(iter(_communities)))
+        _communities[event_id] = community
+    return community
+
+
 def create(command: dict) -> list[str]:
     """A draft event, or a draft series of weekly occurrences; returns their ids in order."""
     recurrence = command.pop("recurrence", None)

@@ -6,7 +6,10 @@ writes use ``session=session`` and what it ``publish``es is staged in the outbox
 from __future__ import annotations
 
 import secrets
+import threading
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from weakref import WeakValueDictionary
 
 from bson import ObjectId
 from pymongo import ReturnDocument
@@ -29,6 +32,22 @@ from services.events.documents import Event, Feedback, Registration
 
 ACTIVE = ("confirmed", "waitlisted", "offered")
 CHECKIN_OPENS_BEFORE = timedelta(hours=2)
+
+
+_event_locks: WeakValueDictionary = WeakValueDictionary()  # a lock lives while someone holds or awaits it
+_event_locks_guard = threading.Lock()
+
+
+@contextmanager
+def one_at_a_time(event_id: str):
+    """Registrations of one event, one transaction at a time in this process. Each writes the event's
+    document first; a second transaction writing it before the first commits would be aborted
+    (a write conflict) and retried, again and again while the first runs. Waiting costs less.
+    (Instances of the service in other processes still conflict, and pymongo retries those.)"""
+    with _event_locks_guard:
+        lock = _event_locks.setdefault(event_id, threading.Lock())
+    with lock:
+        yield
 
 
 def _now() -> datetime:
@@ -71,43 +90,55 @@ def _set(registration_id, query: dict, changes: dict, session) -> bool:
     return updated.modified_count == 1
 
 
-def register(publish, session, event: Event, resident: dict) -> Registration:
-    """A place if one is left, else a place on the waitlist. ``resident`` is the residents service's view.
-    In the caller's transaction (``session``): a refusal gives a place taken back by the abort."""
+# One write takes a place if one is left, else the next waitlist number; both expressions read the
+# document as it was, so the one returned before the change tells which happened.
+_PLACE_OR_WAITLIST = [{"$set": {
+    "places_left": {"$cond": [{"$gt": ["$places_left", 0]}, {"$subtract": ["$places_left", 1]}, "$places_left"]},
+    "waitlist_seq": {"$cond": [{"$gt": ["$places_left", 0]}, "$waitlist_seq",
+                               {"$add": [{"$ifNull": ["$waitlist_seq", 0]}, 1]}]},
+}}]
+
+
+def _place_or_waitlist(event_id: str, session) -> tuple[Event, str, int | None]:
+    """The event as it was, and ``("confirmed", None)`` or ``("waitlisted", its waitlist number)``."""
+    before = None
+    if ObjectId.is_valid(event_id):
+        before = Event._get_collection().find_one_and_update(
+            {"_id": ObjectId(event_id)}, _PLACE_OR_WAITLIST, return_document=ReturnDocument.BEFORE, session=session)
+    if before is None:
+        raise NotFound(f"no event with id {event_id}")
+    if before["places_left"] > 0:
+        return Event._from_son(before), "confirmed", None
+    return Event._from_son(before), "waitlisted", (before.get("waitlist_seq") or 0) + 1
+
+
+def register(publish, session, event_id: str, resident: dict) -> tuple[Registration, int | None]:
+    """A place if one is left, else a place on the waitlist; returns the registration and its waitlist
+    position. ``resident`` is the residents service's view. In the caller's transaction (``session``),
+    whose first write is the event's: a refusal gives what was taken back by the abort."""
+    event, status, seq = _place_or_waitlist(event_id, session)
     domain.require_registration_open(_event_dict(event), _now())
     domain.require_in_audience(_event_dict(event), resident)
-    existing = _find({"event_id": str(event.id), "resident_id": resident["id"]}, session)
-    if existing and existing.status in ACTIVE:
-        raise domain.RuleBroken("already_registered",
-                                f"this resident is already {existing.status} for this event")
-    if _take_place(event.id, session):
-        status, seq = "confirmed", None
-    else:
-        seq = Event._get_collection().find_one_and_update(
-            {"_id": event.id}, {"$inc": {"waitlist_seq": 1}}, return_document=ReturnDocument.AFTER,
-            session=session)["waitlist_seq"]
-        status = "waitlisted"
-    fields = {"event_id": str(event.id), "resident_id": resident["id"], "community_id": resident["community_id"],
+    fields = {"event_id": event_id, "resident_id": resident["id"], "community_id": resident["community_id"],
               "status": status, "waitlist_seq": seq, "confirm_by": None, "attended_at": None,
               "code": secrets.token_urlsafe(9), "updated_at": _now()}
-    try:
-        if existing:  # a cancelled registration comes back to life, only if still cancelled
-            if not _set(existing.id, {"status": {"$nin": list(ACTIVE)}}, fields, session):
-                raise DuplicateKeyError("registered concurrently")
-            registration_id = existing.id
-        else:
-            registration_id = insert_document(Registration(**fields), session)["_id"]
+    Registration(**fields).validate()
+    try:  # new, or a cancelled registration come back to life; an active one is a duplicate key
+        stored = Registration._get_collection().find_one_and_update(
+            {"event_id": event_id, "resident_id": resident["id"], "status": {"$nin": list(ACTIVE)}},
+            {"$set": fields, "$setOnInsert": {"created_at": _now()}},
+            upsert=True, return_document=ReturnDocument.AFTER, session=session)
     except DuplicateKeyError:
         raise domain.RuleBroken("already_registered", "this resident is already registered for this event") from None
-    registration = _find({"_id": registration_id}, session)
+    registration = Registration._from_son(stored)
+    position = waitlist_position(registration, session)
     if status == "confirmed":
         publish(REGISTRATION_CONFIRMED, _facts(registration), subject=registration.resident_id,
                 community=event.community_id)
     else:
-        publish(REGISTRATION_WAITLISTED,
-                {**_facts(registration), "waitlist_position": waitlist_position(registration, session)},
+        publish(REGISTRATION_WAITLISTED, {**_facts(registration), "waitlist_position": position},
                 subject=registration.resident_id, community=event.community_id)
-    return registration
+    return registration, position
 
 
 def waitlist_position(registration: Registration, session=None) -> int | None:
@@ -246,10 +277,11 @@ def feedback_summary(event: Event) -> dict:
     return {"event_id": str(event.id), **domain.rating_summary(ratings)}
 
 
-def view(registration: Registration) -> dict:
+def view(registration: Registration, position: int | None = None) -> dict:
+    """``position``: the waitlist position, if the caller knows it; else it is counted."""
     return {
         "id": str(registration.id), "event_id": registration.event_id, "resident_id": registration.resident_id,
-        "status": registration.status, "waitlist_position": waitlist_position(registration),
+        "status": registration.status, "waitlist_position": position or waitlist_position(registration),
         "confirm_by": aware(registration.confirm_by).isoformat() if registration.confirm_by else None,
         "code": registration.code, "attended": registration.attended_at is not None,
     }

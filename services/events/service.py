@@ -106,7 +106,7 @@ class EventsService(ServiceBase):
 
     @api("POST", "/events/<event_id>/<action>", scope="events:write")
     def lifecycle_over_http(self, request, event_id, action):
-        self._visible(request, event_id)
+        self._require_visible(request, event_id)
         actions = {"schedule": self.schedule, "cancel": self.cancel, "complete": self.complete}
         if action not in actions:
             raise NotFound(f"no action {action!r}; try schedule, cancel or complete")
@@ -119,23 +119,20 @@ class EventsService(ServiceBase):
          request_schema=RegistrationRequest)
     def register_over_http(self, request, event_id):
         body = load(RegistrationRequest(), read_json(request), "the registration")
-        event = self._visible(request, event_id)
-        resident = self._resident(body["resident_id"])
-        registration = _rules(lambda: self._stored(
-            lambda publish, session: registrations.register(publish, session, event, resident)))
-        return 201, registrations.view(registration)
+        self._require_visible(request, event_id)
+        return 201, _rules(lambda: self._register(event_id, self._resident(body["resident_id"])))
 
     @api("DELETE", "/events/<event_id>/registrations/<resident_id>", scope="events:write")
     def cancel_over_http(self, request, event_id, resident_id):
-        self._visible(request, event_id)
+        self._require_visible(request, event_id)
         registration = self._registration(event_id, resident_id)
-        _rules(lambda: self._stored(
-            lambda publish, session: self._end_registration(publish, session, registration, "by_resident")))
+        _rules(lambda: self._stored_in_turn(event_id, lambda publish, session: self._end_registration(
+            publish, session, registration, "by_resident")))
         return {"id": str(registration.id), "status": "cancelled"}
 
     @api("POST", "/events/<event_id>/registrations/<resident_id>/confirm", scope="events:write")
     def confirm_over_http(self, request, event_id, resident_id):
-        self._visible(request, event_id)
+        self._require_visible(request, event_id)
         registration = self._registration(event_id, resident_id)
         _rules(lambda: self._stored(
             lambda publish, session: registrations.confirm_offer(publish, session, registration)))
@@ -143,12 +140,12 @@ class EventsService(ServiceBase):
 
     @api("GET", "/events/<event_id>/registrations/<resident_id>", scope="events:read")
     def registration_over_http(self, request, event_id, resident_id):
-        self._visible(request, event_id)
+        self._require_visible(request, event_id)
         return registrations.view(self._registration(event_id, resident_id))
 
     @api("GET", "/events/<event_id>/registrations/<resident_id>/qr.png", scope="events:read")
     def qr_over_http(self, request, event_id, resident_id):
-        self._visible(request, event_id)
+        self._require_visible(request, event_id)
         registration = self._registration(event_id, resident_id)
         return Response(checkin_qr_png(event_id, registration.code), mimetype="image/png")
 
@@ -161,7 +158,7 @@ class EventsService(ServiceBase):
                                    {"fields": {"resident_id": ["give this or code"]}})
         event = self._visible(request, event_id)
         resident = self._resident(body["resident_id"]) if "resident_id" in body else None
-        registration = _rules(lambda: self._stored(lambda publish, session: registrations.check_in(
+        registration = _rules(lambda: self._stored_in_turn(event_id, lambda publish, session: registrations.check_in(
             publish, session, event, resident=resident, code=body.get("code"))))
         return registrations.view(registration)
 
@@ -184,9 +181,7 @@ class EventsService(ServiceBase):
 
     @rpc
     def register(self, event_id: str, resident_id: str) -> dict:
-        event, resident = calendar.find(event_id), self._resident(resident_id)
-        registration = self._stored(lambda publish, session: registrations.register(publish, session, event, resident))
-        return registrations.view(registration)
+        return self._register(event_id, self._resident(resident_id))
 
     @rpc
     def get(self, event_id: str) -> dict:
@@ -212,13 +207,14 @@ class EventsService(ServiceBase):
     @rpc
     def cancel_registration(self, event_id: str, resident_id: str) -> None:
         registration = self._registration(event_id, resident_id)
-        self._stored(lambda publish, session: self._end_registration(publish, session, registration, "by_resident"))
+        self._stored_in_turn(event_id, lambda publish, session: self._end_registration(
+            publish, session, registration, "by_resident"))
 
     @rpc
     def check_in(self, event_id: str, resident_id: str | None = None, code: str | None = None) -> dict:
         resident = self._resident(resident_id) if resident_id else None
         event = calendar.find(event_id)
-        return registrations.view(self._stored(lambda publish, session: registrations.check_in(
+        return registrations.view(self._stored_in_turn(event_id, lambda publish, session: registrations.check_in(
             publish, session, event, resident=resident, code=code)))
 
     @rpc
@@ -246,6 +242,19 @@ class EventsService(ServiceBase):
         """``work(publish, session)``: a use case whose writes and messages commit together (the outbox)."""
         return self.outbox.transaction(lambda session, publish: work(publish, session))
 
+    def _stored_in_turn(self, event_id: str, work):
+        """``_stored`` for work that writes the event's places: one such transaction of an event at a
+        time in this process (``registrations.one_at_a_time``) until its commit; then it is published."""
+        with registrations.one_at_a_time(event_id), self.db.client.start_session() as session:
+            result = session.with_transaction(lambda s: work(self.outbox.publisher(s), s))
+        self.outbox.flush()
+        return result
+
+    def _register(self, event_id: str, resident: dict) -> dict:
+        registration, position = self._stored_in_turn(event_id, lambda publish, session: registrations.register(
+            publish, session, event_id, resident))
+        return registrations.view(registration, position)
+
     def _change(self, publish, session, event_id, changes) -> list:
         changed = calendar.change(publish, session, calendar.find(str(event_id), session), changes)
         if "capacity" in changed:
@@ -259,6 +268,10 @@ class EventsService(ServiceBase):
         event = calendar.find(event_id)
         request.principal.require_community(event.community_id)
         return event
+
+    def _require_visible(self, request, event_id) -> None:
+        """As ``_visible``, for a route that reads the event in its transaction, if at all."""
+        request.principal.require_community(calendar.community_of(event_id))
 
     def _registration(self, event_id, resident_id) -> Registration:
         registration = Registration.objects(event_id=event_id, resident_id=resident_id).first()

@@ -26,12 +26,12 @@ def festival(**overrides):
             "audience": "community", **overrides}
 
 
-@pytest.fixture
-def platform(container_factory, config, free_port, token):
+def start_platform(container_factory, config, free_port, token, events_cls=EventsService):
+    """The residents and events services, and a client of their HTTP APIs."""
     urls = {}
-    for service_cls in (ResidentsService, EventsService):
+    for service_cls in (ResidentsService, events_cls):
         address = f"127.0.0.1:{free_port()}"
-        extra = {"PROMOTION_CONFIRM_MINUTES": 0.02} if service_cls is EventsService else {}
+        extra = {"PROMOTION_CONFIRM_MINUTES": 0.02} if service_cls is events_cls else {}
         container_factory(service_cls, {**config, "WEB_SERVER_ADDRESS": address, **extra}).start()
         urls[service_cls.name] = f"http://{address}"
     headers = {"Authorization": f"Bearer {token(SCOPES)}"}
@@ -56,6 +56,11 @@ def platform(container_factory, config, free_port, token):
             return self.events("POST", f"/events/{event_id}/registrations", json={"resident_id": resident_id})
 
     return Platform()
+
+
+@pytest.fixture
+def platform(container_factory, config, free_port, token):
+    return start_platform(container_factory, config, free_port, token)
 
 
 def test_lifecycle_and_its_messages(platform, bus_tap):
@@ -133,6 +138,21 @@ def test_registration_refusals_name_the_rule(platform):
     closed = platform.register(event_id, other)
     assert closed.status_code == 409 and closed.json()["error"] == "event_not_open"
     assert platform.events("GET", f"/events/{event_id}/registrations/{wang}").json()["status"] == "cancelled"
+
+
+def test_a_cancelled_registration_can_be_made_again(platform):
+    event_id = platform.scheduled_event(capacity=1)
+    wang, li = platform.resident("王秀英"), platform.resident("李明")
+    first = platform.register(event_id, wang).json()
+    assert platform.events("DELETE", f"/events/{event_id}/registrations/{wang}").status_code == 200
+    assert platform.register(event_id, li).json()["status"] == "confirmed"
+    again = platform.register(event_id, wang)
+    assert again.status_code == 201, again.text
+    assert (again.json()["id"], again.json()["status"], again.json()["waitlist_position"]) == (
+        first["id"], "waitlisted", 1)
+    assert again.json()["code"] != first["code"]
+    assert platform.register(event_id, wang).json()["error"] == "already_registered"
+    assert platform.events("GET", f"/events/{event_id}").json()["places_left"] == 0
 
 
 def test_check_in_walk_ins_and_feedback(platform, bus_tap):
