@@ -1,0 +1,172 @@
+"""Database commands per unit of notifications' work (issue #15): an announcement per inbox,
+sending due deliveries per batch, never an ``$or`` in a claim. Counts, not timings: they do not
+depend on the machine's load, and they fail when batching breaks."""
+import itertools
+import math
+from datetime import datetime, timedelta, timezone
+
+import eventlet
+import pymongo
+import pytest
+from kombu import Connection, Exchange, Producer
+from pymongo import monitoring
+
+from contracts import build_envelope
+from services.notifications import delivery, policy, store
+from services.notifications.compose import Composer, Recipient
+from tests.integration.test_notifications import platform, sms, smtp, wait_until  # noqa: F401
+
+pytestmark = pytest.mark.integration
+AUDIENCE = 1000
+CLAIM_FILTER_COMMANDS = ("find", "update", "findAndModify")
+
+
+def commands_of(service: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return sum(sample.value for metric in REGISTRY.collect() if metric.name == "linli_db_commands"
+               for sample in metric.samples
+               if sample.name == "linli_db_commands_total" and sample.labels["service"] == service)
+
+
+def publish_registrations(amqp_uri: str, count: int) -> None:
+    with Connection(amqp_uri) as connection:
+        producer = Producer(connection.default_channel)
+        exchange = Exchange("residents.events", type="topic", durable=True)
+        for n in range(count):
+            envelope = build_envelope("resident.registered", {
+                "resident_id": f"budget-{n:05d}", "community_id": "tongzilin", "residence_type": "registered",
+                "nationality": "CN", "preferred_language": ("zh-CN", "en")[n % 2], "birth_year": 1950 + n % 50,
+                "tags": []}, source="linli/residents", community="tongzilin")
+            producer.publish(envelope.to_wire(), exchange=exchange, routing_key=envelope.type, serializer="json")
+
+
+def test_an_announcement_costs_at_most_three_tenths_of_a_command_per_inbox(platform, config, mongo_client):
+    notifications = mongo_client[config["MONGO_DB_PREFIX"] + "notifications"]["notifications"]
+    welcomed_from = commands_of("notifications")
+    publish_registrations(config["AMQP_URI"], AUDIENCE)
+    wait_until(lambda: notifications.count_documents({"kind": "welcome"}) >= AUDIENCE, timeout_s=120,
+               what="every welcome")
+    eventlet.sleep(1)
+    welcomes = commands_of("notifications") - welcomed_from
+    print(f"{AUDIENCE} welcomes: {welcomes:.0f} commands, {welcomes / AUDIENCE:.3f} per resident")
+    before = commands_of("notifications")
+    platform.event()
+    wait_until(lambda: notifications.count_documents({"kind": "event_announced"}) >= AUDIENCE, timeout_s=120,
+               what="every announcement")
+    eventlet.sleep(0.5)  # the page's outbox flush
+    spent = commands_of("notifications") - before
+    print(f"announcement to {AUDIENCE} inboxes: {spent:.0f} commands, {spent / AUDIENCE:.3f} per inbox")
+    # The constant: the event.scheduled handler, and the timers' idle polls meanwhile.
+    assert spent <= 0.3 * AUDIENCE + 60, spent
+
+
+# -- sending due deliveries, straight against the database -------------------------------------------
+
+
+class Recorder(monitoring.CommandListener):
+    def __init__(self):
+        self.commands = []
+
+    def started(self, event):
+        self.commands.append((event.command_name, event.command))
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+class FakeChannel:
+    def __init__(self):
+        self.sent = []
+
+    def send(self, address, outgoing):
+        self.sent.append(outgoing.delivery_id)
+        eventlet.sleep(0)  # another instance may run meanwhile
+
+
+def has_or(value) -> bool:
+    if isinstance(value, dict):
+        return "$or" in value or any(has_or(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_or(v) for v in value)
+    return False
+
+
+def claim_filters(recorder: Recorder) -> list:
+    found = []
+    for name, command in recorder.commands:
+        if name == "find" or name == "findAndModify":
+            found.append(command.get("filter") or command.get("query") or {})
+        elif name == "update":
+            found.extend(u.get("q", {}) for u in command.get("updates", []))
+    return found
+
+
+@pytest.fixture
+def recorded_db(mongo_uri, db_prefix):
+    recorder = Recorder()
+    client = pymongo.MongoClient(mongo_uri, tz_aware=True, event_listeners=[recorder])
+    db = client[db_prefix + "notifications"]
+    store.ensure_indexes(db)
+    yield db, recorder
+    client.close()
+
+
+def make_due(db, count: int, now: datetime) -> None:
+    composer = Composer("welcome", "budget", {"community": {"en": "Tongzilin", "zh-CN": "桐梓林"}}, now)
+    records = []
+    for n in range(count):
+        recipient = Recipient(f"r{n:05d}", "tongzilin", "en", consent={"inapp": True, "email": True},
+                              prefs=policy.Preferences(quiet_hours=None))
+        records.append(composer.records(recipient))
+    store.create(db, records)
+
+
+def send_due(db, channel: FakeChannel, now_fn, settings=delivery.Settings()):
+    return delivery.deliver_due(db, {"email": channel, "sms": channel}, lambda claimed: "someone@example.test",
+                                lambda claimed: "http://unsubscribe.test", now_fn, settings)
+
+
+def test_sending_due_deliveries_costs_commands_per_batch_and_no_claim_has_an_or(recorded_db):
+    db, recorder = recorded_db
+    now = datetime.now(timezone.utc)
+    make_due(db, 300, now)
+    recorder.commands.clear()
+    channel = FakeChannel()
+    outcomes = send_due(db, channel, lambda: now + timedelta(seconds=1))
+    assert outcomes == {"sent": 300} and len(set(channel.sent)) == 300
+    spent = len(recorder.commands)
+    batches = math.ceil(300 / delivery.Settings().batch)
+    print(f"sending 300 due deliveries: {spent} commands, {spent / 300:.3f} per delivery")
+    assert spent <= 4 * batches + 4, [name for name, _ in recorder.commands]
+    assert not any(has_or(f) for f in claim_filters(recorder))
+    assert db[store.DELIVERIES].count_documents({"status": "sent"}) == 300
+
+    recorder.commands.clear()
+    assert send_due(db, channel, lambda: now + timedelta(seconds=2)) == {}
+    assert len(recorder.commands) <= 1  # idle: one indexed range that finds nothing
+
+
+def test_two_senders_never_send_one_delivery_twice_and_a_dead_senders_lease_runs_out(recorded_db):
+    db, _ = recorded_db
+    now = datetime.now(timezone.utc)
+    make_due(db, 120, now)
+    channel = FakeChannel()
+    settings = delivery.Settings(batch=10)
+    pool = eventlet.GreenPool(2)
+    results = list(pool.imap(lambda _: send_due(db, channel, lambda: now + timedelta(seconds=1), settings), range(2)))
+    assert sum(r.get("sent", 0) for r in results) == 120
+    assert sorted(channel.sent) == sorted(set(channel.sent)) and len(channel.sent) == 120
+
+    make_due_ids = list(itertools.islice(db[store.DELIVERIES].find({"status": "sent"}, {"_id": 1}), 1))
+    assert make_due_ids  # sent ones are never claimed again
+    composer = Composer("welcome", "crashed", {"community": {"en": "T", "zh-CN": "T"}}, now)
+    store.create(db, [composer.records(Recipient("late", "tongzilin", "en", consent={"inapp": True, "email": True},
+                                                 prefs=policy.Preferences(quiet_hours=None)))])
+    [claimed] = store.claim_due(db, now + timedelta(seconds=1), lease_s=60, owner="crashed", limit=10)
+    assert store.claim_due(db, now + timedelta(seconds=30), lease_s=60, owner="other", limit=10) == []
+    [again] = store.claim_due(db, now + timedelta(seconds=62), lease_s=60, owner="other", limit=10)
+    assert again["_id"] == claimed["_id"] and again["attempts"] == 2
