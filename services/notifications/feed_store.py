@@ -170,15 +170,21 @@ def claim_due_deliveries(db, lease_s: float, owner: str, limit: int) -> list[dic
 
 
 def entries_by_id(db, entry_ids) -> dict:
-    return {e["_id"]: e for e in db[ENTRIES].find({"_id": {"$in": sorted(set(entry_ids))}})}
+    return _by_id(db[ENTRIES], entry_ids)
 
 
 def subscriptions_by_id(db, subscription_ids) -> dict:
-    return {s["_id"]: s for s in db[SUBSCRIPTIONS].find({"_id": {"$in": sorted(set(subscription_ids))}})}
+    return _by_id(db[SUBSCRIPTIONS], subscription_ids)
 
 
 def partners_by_id(db, partner_ids) -> dict:
-    return {p["_id"]: p for p in db[PARTNERS].find({"_id": {"$in": sorted(set(partner_ids))}})}
+    return _by_id(db[PARTNERS], partner_ids)
+
+
+def _by_id(collection, ids) -> dict:
+    ids = sorted(set(ids))
+    # One more than can match: the first batch is the whole answer, with no getMore to learn so.
+    return {d["_id"]: d for d in collection.find({"_id": {"$in": ids}}).batch_size(len(ids) + 1)}
 
 
 # -- how an attempt went: the changes ``finish_many`` writes ---------------------------------------

@@ -49,7 +49,8 @@ def claim(collection, ids: list, now: datetime, lease_s: float, claim_token: str
     if inc:
         update["$inc"] = inc
     collection.update_many({"_id": {"$in": ids}, CLAIMABLE: {"$lte": now}}, update)
-    return list(collection.find({"_id": {"$in": ids}, OWNER: claim_token}).batch_size(len(ids)))
+    # One more than can match: the first batch is then the whole answer, with no getMore to learn so.
+    return list(collection.find({"_id": {"$in": ids}, OWNER: claim_token}).batch_size(len(ids) + 1))
 
 
 def claim_due(collection, now: datetime, lease_s: float, claim_token: str, limit: int, inc: dict | None = None):

@@ -108,7 +108,7 @@ def audience_pages(db, query: dict, after: str, page_size: int, defaults: Prefer
 
 def _with_preferences(db, residents: list[dict], defaults: Preferences, session=None) -> list[Recipient]:
     ids = [r["_id"] for r in residents]
-    found = db[PREFERENCES].find({"_id": {"$in": ids}}, session=session).batch_size(max(len(ids), 1))
+    found = db[PREFERENCES].find({"_id": {"$in": ids}}, session=session).batch_size(len(ids) + 1)
     prefs = {p["_id"]: p for p in found} if ids else {}
     return [
         Recipient(id=r["_id"], community_id=r["community_id"], language=r.get("preferred_language") or "zh-CN",

@@ -11,8 +11,10 @@ import pytest
 from kombu import Connection, Exchange, Producer
 from pymongo import monitoring
 
-from contracts import build_envelope
-from services.notifications import delivery, policy, store
+from contracts import RESIDENT_REGISTERED, build_envelope, parse_envelope
+from services.common.mongo import Database
+from services.notifications import delivery, feed_delivery, feed_store, policy, store
+from services.notifications.feed_delivery import FeedSettings
 from services.notifications.compose import Composer, Recipient
 from tests.integration.test_notifications import platform, sms, smtp, wait_until  # noqa: F401
 
@@ -175,3 +177,83 @@ def test_two_senders_never_send_one_delivery_twice_and_a_dead_senders_lease_runs
     assert store.claim_due(db, now + timedelta(seconds=30), lease_s=60, owner="other", limit=10) == []
     [again] = store.claim_due(db, now + timedelta(seconds=62), lease_s=60, owner="other", limit=10)
     assert again["_id"] == claimed["_id"] and again["attempts"] == 2
+
+
+# -- partner feeds ---------------------------------------------------------------------------------------
+
+
+def subscribe(db, partner_id: str, method: str, communities=("tongzilin",)) -> None:
+    db[feed_store.PARTNERS].insert_one({"_id": partner_id, "name": partner_id, "scopes": {
+        "types": ["resident.registered"], "communities": list(communities)}})
+    feed_store.insert_subscription(db, {"partner_id": partner_id, "types": ["resident.registered"],
+                                        "communities": list(communities), "method": method, "url": None,
+                                        "secret": None})
+
+
+def registrations(count: int) -> list:
+    return [parse_envelope(build_envelope("resident.registered", {
+        **RESIDENT_REGISTERED.example, "community_id": "tongzilin"}, source="linli/residents",
+        community="tongzilin").to_wire()) for _ in range(count)]
+
+
+def test_recording_a_batch_in_partner_feeds_costs_a_few_commands_whatever_its_size(recorded_db):
+    db, recorder = recorded_db
+    feed_store.ensure_indexes(db)
+    subscribe(db, "civil-affairs", "queue")
+    subscribe(db, "grid-centre", "pull")
+    subscribe(db, "elsewhere", "queue", communities=("yulin",))
+    handler_db = Database(db.client, db.name)
+    envelopes = registrations(200)
+    recorder.commands.clear()
+
+    def in_transaction(session):
+        handler_db.session = session
+        try:
+            return feed_store.record_messages(handler_db, envelopes)
+        finally:
+            handler_db.session = None
+
+    with db.client.start_session() as session:
+        assert session.with_transaction(in_transaction) == 400
+    names = [name for name, _ in recorder.commands]
+    print(f"recording 200 messages for 2 partners: {len(names)} commands: {names}")
+    # subscriptions, a sequence per partner, entries, deliveries, commit
+    assert len(names) <= 6, names
+    for partner_id in ("civil-affairs", "grid-centre"):
+        sequences = [e["sequence"] for e in db[feed_store.ENTRIES].find({"partner_id": partner_id})]
+        assert sorted(sequences) == list(range(1, 201))
+    assert db[feed_store.DELIVERIES].count_documents({"partner_id": "civil-affairs", "status": "pending"}) == 200
+
+
+class FakeFeedConfig:
+    def __init__(self, batch):
+        self.settings = FeedSettings(retry_schedule_s=(0, 5), webhook_timeout_s=1, webhook_allow_private=True,
+                                     lease_s=60, batch=batch, jwt_secret="")
+        self.owner = "instance"
+        self.published = []
+        self.publisher = self
+
+    def publish(self, envelope, **kwargs):
+        self.published.append(envelope["id"])
+
+
+def test_relaying_feed_deliveries_costs_commands_per_batch_and_no_claim_has_an_or(recorded_db):
+    db, recorder = recorded_db
+    feed_store.ensure_indexes(db)
+    subscribe(db, "civil-affairs", "queue")
+    handler_db = Database(db.client, db.name)
+    feed_store.record_messages(handler_db, registrations(250))
+    recorder.commands.clear()
+    config = FakeFeedConfig(batch=100)
+    assert feed_delivery.relay_due(db, config, lambda *args: None) == 250
+    names = [name for name, _ in recorder.commands]
+    print(f"relaying 250 feed deliveries: {len(names)} commands, {len(names) / 250:.3f} per delivery")
+    # a batch: claim (3), subscriptions, entries, partners, outcomes (1)
+    assert len(names) <= 7 * 3 + 1, names
+    assert not any(has_or(f) for f in claim_filters(recorder))
+    assert len(set(config.published)) == 250
+    assert db[feed_store.DELIVERIES].count_documents({"status": "sent"}) == 250
+
+    recorder.commands.clear()
+    assert feed_delivery.relay_due(db, config, lambda *args: None) == 0
+    assert len(recorder.commands) <= 1  # idle: one indexed range that finds nothing
