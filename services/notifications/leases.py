@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 CLAIMABLE = "claimable_at"
 OWNER = "lease_owner"
+# The range's lower end. Done work (None) sorts before every date in the index: a range open
+# at the bottom walks all of it on SecantusDB (measured: 0.7 s at 20,000 done), a closed one does not.
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def token(owner: str = "") -> str:
@@ -30,7 +33,7 @@ def due_batches(collection, now: datetime, batch: int, limit: int):
     """Ids of documents claimable at ``now``, ``batch`` at a time, at most ``limit`` of them: one
     query whose cursor hands out a batch per round trip (not a query per batch, which would read
     the whole due range again each time)."""
-    found = collection.find({CLAIMABLE: {"$lte": now}}, {"_id": 1}).limit(limit).batch_size(batch)
+    found = collection.find({CLAIMABLE: {"$gte": EPOCH, "$lte": now}}, {"_id": 1}).limit(limit).batch_size(batch)
     try:
         ids = (doc["_id"] for doc in found)
         while chunk := list(itertools.islice(ids, batch)):

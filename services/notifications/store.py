@@ -55,7 +55,7 @@ def _make_due_work_claimable(db) -> None:
         due = max(old["due_at"], old.get("lease_until") or old["due_at"])
         db[DELIVERIES].update_one({"_id": old["_id"]}, {"$set": {leases.CLAIMABLE: due}})
     db[FAN_OUTS].update_many({"status": "pending", leases.CLAIMABLE: {"$exists": False}},
-                             {"$set": {leases.CLAIMABLE: datetime(1970, 1, 1)}})
+                             {"$set": {leases.CLAIMABLE: leases.EPOCH}})
     db[MIGRATIONS].update_one({"_id": "claimable_at"}, {"$set": {"done": True}}, upsert=True)
 
 

@@ -19,7 +19,7 @@ from services.notifications.compose import Composer, Recipient
 from tests.integration.test_notifications import platform, sms, smtp, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.integration
-AUDIENCE = 1000
+AUDIENCE = 1200  # two pages of the fan-out
 CLAIM_FILTER_COMMANDS = ("find", "update", "findAndModify")
 
 
@@ -150,6 +150,9 @@ def test_sending_due_deliveries_costs_commands_per_batch_and_no_claim_has_an_or(
     print(f"sending 300 due deliveries: {spent} commands, {spent / 300:.3f} per delivery")
     assert spent <= 4 * batches + 4, [name for name, _ in recorder.commands]
     assert not any(has_or(f) for f in claim_filters(recorder))
+    # Closed at both ends: done deliveries (None) sort before every date, and an open range walks them all.
+    due_queries = [f["claimable_at"] for f in claim_filters(recorder) if "_id" not in f and "claimable_at" in f]
+    assert due_queries and all(set(q) == {"$gte", "$lte"} for q in due_queries)
     assert db[store.DELIVERIES].count_documents({"status": "sent"}) == 300
 
     recorder.commands.clear()
@@ -257,3 +260,36 @@ def test_relaying_feed_deliveries_costs_commands_per_batch_and_no_claim_has_an_o
     recorder.commands.clear()
     assert feed_delivery.relay_due(db, config, lambda *args: None) == 0
     assert len(recorder.commands) <= 1  # idle: one indexed range that finds nothing
+
+
+# -- fan-outs ------------------------------------------------------------------------------------------------
+
+
+def test_a_fan_out_walks_its_audience_in_id_pages_with_one_query(recorded_db):
+    db, recorder = recorded_db
+    db[store.AUDIENCE].insert_many(
+        [{"_id": f"r{n}", "community_id": "tongzilin", "status": "active"} for n in range(7)]
+        + [{"_id": "r50", "community_id": "yulin", "status": "active"},
+           {"_id": "r99", "community_id": "tongzilin", "status": "departed"}])
+    recorder.commands.clear()
+    pages = list(store.audience_pages(db, {"community_id": "tongzilin"}, "r1", 2, policy.Preferences()))
+    assert [([r.id for r in page], last) for page, last in pages] == [
+        (["r2", "r3"], False), (["r4", "r5"], False), (["r6"], True)]
+    audience_queries = [c for name, c in recorder.commands if name == "find" and c["find"] == store.AUDIENCE]
+    assert len(audience_queries) == 1 and "skip" not in audience_queries[0]
+
+
+def test_a_fan_out_job_is_held_by_one_instance_and_taken_over_when_its_lease_runs_out(recorded_db):
+    db, _ = recorded_db
+    now = datetime.now(timezone.utc)
+    store.add_fan_out(db, {"_id": "job", "status": "pending", "after": "", "created_at": now, "claimable_at": now})
+    held = store.claim_fan_out(db, now, 60)
+    assert held is not None and store.claim_fan_out(db, now + timedelta(seconds=30), 60) is None
+    store.advance_fan_out(db, held, "r3", now + timedelta(seconds=30), 60)  # a page renews the lease
+    assert store.claim_fan_out(db, now + timedelta(seconds=80), 60) is None
+    taken_over = store.claim_fan_out(db, now + timedelta(seconds=91), 60)
+    assert taken_over["after"] == "r3"
+    with pytest.raises(store.LeaseLost):
+        store.advance_fan_out(db, held, "r5", now + timedelta(seconds=91), 60)
+    store.advance_fan_out(db, taken_over, None, now + timedelta(seconds=92), 60)
+    assert store.claim_fan_out(db, now + timedelta(days=1), 60) is None  # done: never taken again
