@@ -113,6 +113,9 @@ def delivery(notification: dict, plan: policy.Plan) -> dict:
         "community_id": notification["community_id"], "channel": plan.channel, "kind": notification["kind"],
         "category": notification["category"], "critical": notification["critical"],
         "language": notification["language"], "title": notification["title"], "body": notification["body"],
-        "own_language": notification.get("own_language", True), "status": "held" if plan.held_for_digest else "pending", "due_at": plan.due_at, "attempts": 0,
-        "lease_until": None, "last_error": None, "created_at": notification["created_at"], "sent_at": None,
+        "own_language": notification.get("own_language", True), "status": "held" if plan.held_for_digest else "pending",
+        "due_at": plan.due_at, "attempts": 0, "lease_until": None, "last_error": None,
+        "created_at": notification["created_at"], "sent_at": None,
+        # Taken by the sender (``leases``) from then on; one held for a digest is the digest's to take.
+        "claimable_at": None if plan.held_for_digest else plan.due_at,
     }

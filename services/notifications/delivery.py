@@ -1,8 +1,9 @@
 """Sending due email/SMS deliveries, retrying with backoff, and assembling daily digests.
 
-Each delivery is claimed with a lease before it is sent, so two instances of
-the service never send one at the same time; a delivery whose sender died
-mid-way is claimed again when the lease runs out.
+Due deliveries are claimed in batches with a lease before they are sent
+(``leases``), so two instances of the service never send one at the same
+time; a delivery whose sender died mid-way is claimed again when the lease
+runs out. How a batch went is recorded in one write.
 """
 from __future__ import annotations
 
@@ -37,7 +38,21 @@ class Settings:
     retry_base_s: float = 30.0
     retry_cap_s: float = 3600.0
     lease_s: float = 120.0
-    max_per_round: int = 500
+    max_per_round: int = 2000
+    batch: int = 100  # deliveries claimed, and their outcomes recorded, per round trip
+
+
+RELEASED = "released"  # not tried: given back (not an attempt, not an outcome)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How one claimed delivery went: ``sent``, ``failed``, ``skipped``, or ``retry`` at ``retry_at``."""
+
+    claimed: dict
+    outcome: str
+    error: str | None = None
+    retry_at: datetime | None = None
 
 
 class Unreachable(Exception):
@@ -46,43 +61,48 @@ class Unreachable(Exception):
 
 def deliver_due(db, channels: dict, address_of, unsubscribe_url, now_fn, settings: Settings,
                 finish=None) -> dict:
-    """Send what is due, one claimed delivery at a time; returns counts by outcome.
+    """Send what is due, a claimed batch at a time; returns counts by outcome.
 
-    ``finish(delivery, outcome, error, now)`` records each delivery that ended (sent, failed,
-    skipped). The default records it in the store; the service's also stages, in the same
-    transaction, the outcome it reports, so a crash can neither lose nor double the count."""
-    finish = finish or (lambda claimed, outcome, error, now: store.finish(db, claimed["_id"], outcome, now, error))
+    ``finish(attempts, now)`` records how a batch went, in one write, and returns the attempts it
+    recorded (those whose lease this instance still held). The default records them in the
+    store; the service's also stages, in the same transaction, the outcomes it reports, so a
+    crash can neither lose nor double the count."""
+    finish = finish or (lambda attempts, now: store.finish_batch(db, attempts, now))
     outcomes = {}
-    for _ in range(settings.max_per_round):
-        claimed = store.claim_due(db, now_fn(), settings.lease_s)
-        if claimed is None:
-            break
-        outcome, error = deliver_one(db, claimed, channels, address_of, unsubscribe_url, now_fn, settings)
-        if outcome != "retry":
-            finish(claimed, outcome, error, now_fn())
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        DELIVERIES.labels(claimed["channel"], outcome).inc()
+    for claimed_batch in store.due_batches(db, now_fn, settings.lease_s, settings.batch, settings.max_per_round):
+        attempts = [deliver_one(claimed, channels, address_of, unsubscribe_url, now_fn, settings)
+                    if now_fn() < _send_by(claimed, settings) else Attempt(claimed, RELEASED)
+                    for claimed in claimed_batch]
+        for attempt in finish(attempts, now_fn()):
+            if attempt.outcome != RELEASED:
+                outcomes[attempt.outcome] = outcomes.get(attempt.outcome, 0) + 1
+                DELIVERIES.labels(attempt.claimed["channel"], attempt.outcome).inc()
     return outcomes
 
 
-def deliver_one(db, claimed: dict, channels, address_of, unsubscribe_url, now_fn, settings) -> tuple[str, str | None]:
-    """Try one delivery: ``(outcome, error)``. A retry is scheduled here; an end is the caller's to record."""
+def _send_by(claimed: dict, settings: Settings) -> datetime:
+    """Half-way through the lease: what a slow batch has not sent by then is given back, long
+    before another instance could take it while it is still being sent here."""
+    return claimed["lease_until"] - timedelta(seconds=settings.lease_s / 2)
+
+
+def deliver_one(claimed: dict, channels, address_of, unsubscribe_url, now_fn, settings) -> Attempt:
+    """Try one delivery; what it came to is the caller's to record."""
     channel = claimed["channel"]
     try:
         address = _lookup(address_of, claimed)
         url = unsubscribe_url(claimed) if channel == "email" and claimed["resident_id"] else None
         channels[channel].send(address, Outgoing(claimed["_id"], claimed["title"], _with_footer(claimed, url), url))
     except Unreachable as exc:
-        return "skipped", str(exc)
+        return Attempt(claimed, "skipped", str(exc))
     except ChannelError as exc:
         if exc.permanent or claimed["attempts"] >= settings.max_attempts:
             reason = str(exc) if exc.permanent else f"{exc} (gave up after {claimed['attempts']} attempts)"
             log.warning("delivery %s failed: %s", claimed["_id"], reason)
-            return "failed", reason
+            return Attempt(claimed, "failed", reason)
         delay = policy.retry_delay(claimed["attempts"], settings.retry_base_s, settings.retry_cap_s)
-        store.retry_later(db, claimed["_id"], now_fn() + timedelta(seconds=delay), str(exc))
-        return "retry", str(exc)
-    return "sent", None
+        return Attempt(claimed, "retry", str(exc), now_fn() + timedelta(seconds=delay))
+    return Attempt(claimed, "sent")
 
 
 def _lookup(address_of, claimed: dict) -> str:

@@ -1,7 +1,7 @@
 """Delivering feed entries to partners' queues and webhooks.
 
-``relay_due`` claims due deliveries one at a time (a lease, so two instances
-never send one delivery at once), builds the partner's view of the envelope —
+``relay_due`` claims due deliveries a batch at a time (a lease, so two instances
+never send one delivery at once; ``leases``), builds the partner's view of the envelope —
 fetching personal fields from the residents service only now, only those the
 partner is entitled to — and sends it. Nothing personal is logged or stored.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from nameko.amqp.publish import Publisher
 from nameko.extensions import DependencyProvider
@@ -83,58 +84,91 @@ class FeedConfig(DependencyProvider):
         return self
 
 
-def relay_due(db, feed_config: FeedConfig, fetch_personal) -> int:
-    """Send up to ``batch`` due deliveries; ``fetch_personal(resident_id, partner_id, fields)``."""
-    done = 0
-    settings = feed_config.settings
-    while done < settings.batch:
-        delivery = feed_store.claim_due_delivery(db, settings.lease_s, feed_config.owner)
-        if delivery is None:
+@dataclass
+class Batch:
+    """What a batch of claimed deliveries needs, read in three round trips for all of them."""
+
+    subscriptions: dict
+    entries: dict
+    partners: dict
+
+    @classmethod
+    def of(cls, db, claimed: list[dict]) -> "Batch":
+        return cls(feed_store.subscriptions_by_id(db, [d["subscription_id"] for d in claimed]),
+                   feed_store.entries_by_id(db, [d["entry_id"] for d in claimed]),
+                   feed_store.partners_by_id(db, [d["partner_id"] for d in claimed]))
+
+
+def relay_due(db, feed_config: FeedConfig, fetch_personal, max_batches: int = 10) -> int:
+    """Send due deliveries, ``batch`` at a time (each claimed, looked up and recorded in a handful of
+    round trips); ``fetch_personal(resident_id, partner_id, fields)``. Returns how many were taken."""
+    settings, done = feed_config.settings, 0
+    for _ in range(max_batches):
+        claimed = feed_store.claim_due_deliveries(db, settings.lease_s, feed_config.owner, settings.batch)
+        done += len(claimed)
+        if claimed:
+            feed_store.finish_many(db, _relay(db, feed_config, claimed, fetch_personal))
+        if len(claimed) < settings.batch:
             break
-        done += 1
-        try:
-            _deliver(db, feed_config, delivery, fetch_personal)
-        except Exception as exc:  # noqa: BLE001 - one delivery's trouble must not stop the others
-            log.warning("feed delivery %s: %s", delivery["_id"], type(exc).__name__)
-            feed_store.postpone(db, delivery, f"{type(exc).__name__}: {exc}", TRY_AGAIN_S)
-            _count(delivery, "postponed")
     return done
 
 
-def _deliver(db, feed_config: FeedConfig, delivery: dict, fetch_personal) -> None:
+def _relay(db, feed_config: FeedConfig, claimed: list[dict], fetch_personal) -> list[tuple[dict, dict]]:
+    """Each delivery with the changes that record how it went. What is not tried by half-way through
+    the lease is given back, long before another instance could take it while it is sent here."""
+    batch, finished = Batch.of(db, claimed), []
+    send_by = feed_store.now() + timedelta(seconds=feed_config.settings.lease_s / 2)
+    for delivery in claimed:
+        if feed_store.now() > send_by:
+            finished.append((delivery, feed_store.given_back()))
+            continue
+        try:
+            finished.append((delivery, _deliver(db, batch, feed_config, delivery, fetch_personal)))
+        except Exception as exc:  # noqa: BLE001 - one delivery's trouble must not stop the others
+            log.warning("feed delivery %s: %s", delivery["_id"], type(exc).__name__)
+            finished.append((delivery, feed_store.postponed(f"{type(exc).__name__}: {exc}", TRY_AGAIN_S)))
+            _count(delivery, "postponed")
+    return finished
+
+
+def _deliver(db, batch: Batch, feed_config: FeedConfig, delivery: dict, fetch_personal) -> dict:
+    """Send one delivery; the changes that record how it went."""
     settings = feed_config.settings
-    subscription = feed_store.find_subscription(db, delivery["subscription_id"])
+    subscription = batch.subscriptions.get(delivery["subscription_id"])
     if subscription is None or subscription["status"] != "active":
-        feed_store.disable_subscription(db, delivery, "the subscription is disabled")
-        _count(delivery, "disabled")
-        return
+        return _disable(db, batch, delivery, "the subscription is disabled")
     if delivery["method"] == "webhook":
         try:
             feeds.check_webhook_url(subscription["url"], settings.webhook_allow_private)
         except feeds.UnsafeUrl as exc:
-            feed_store.mark_failed_attempt(db, delivery, f"{exc.code}: {exc}", None)
             _count(delivery, "failed")
-            return
-    envelope = _partner_view(db, delivery, fetch_personal)
+            return feed_store.failed_attempt(delivery, f"{exc.code}: {exc}", None)
+    envelope = _partner_view(batch, delivery, fetch_personal)
     if delivery["method"] == "queue":
-        _publish_to_queue(db, feed_config, delivery, envelope)
-        return
+        return _publish_to_queue(feed_config, delivery, envelope)
     outcome = webhooks.send(subscription["url"], subscription["secret"], envelope, settings.webhook_timeout_s)
     if outcome.delivered:
-        feed_store.mark_sent(db, delivery)
         _count(delivery, "sent")
-    elif outcome.gone:
-        feed_store.disable_subscription(db, delivery, outcome.error)
-        _count(delivery, "disabled")
-    else:
-        delay = feeds.next_retry_delay(delivery["attempts"] + 1, settings.retry_schedule_s, outcome.retry_after_s)
-        feed_store.mark_failed_attempt(db, delivery, outcome.error, delay)
-        _count(delivery, "failed" if delay is None else "retry")
+        return feed_store.sent(delivery)
+    if outcome.gone:
+        return _disable(db, batch, delivery, outcome.error)
+    delay = feeds.next_retry_delay(delivery["attempts"] + 1, settings.retry_schedule_s, outcome.retry_after_s)
+    _count(delivery, "failed" if delay is None else "retry")
+    return feed_store.failed_attempt(delivery, outcome.error, delay)
 
 
-def _partner_view(db, delivery: dict, fetch_personal) -> dict:
-    entry = feed_store.find_entry(db, delivery["entry_id"])
-    partner = feed_store.find_partner(db, delivery["partner_id"])
+def _disable(db, batch: Batch, delivery: dict, reason: str) -> dict:
+    """The subscription disabled (its endpoint is gone), here and for the rest of the batch."""
+    subscription_id = delivery["subscription_id"]
+    feed_store.disable_subscription(db, subscription_id, reason)
+    batch.subscriptions[subscription_id] = {**batch.subscriptions.get(subscription_id, {}), "status": "disabled"}
+    _count(delivery, "disabled")
+    return feed_store.disabled(delivery, reason)
+
+
+def _partner_view(batch: Batch, delivery: dict, fetch_personal) -> dict:
+    entry = batch.entries[delivery["entry_id"]]
+    partner = batch.partners[delivery["partner_id"]]
     scopes = feeds.PartnerScopes.from_document(partner["scopes"])
     return view_for_partner(scopes, partner["_id"], entry["envelope"], fetch_personal)
 
@@ -149,16 +183,15 @@ def view_for_partner(scopes, partner_id: str, envelope_wire: dict, fetch_persona
     return feeds.partner_view(envelope_wire, personal)
 
 
-def _publish_to_queue(db, feed_config: FeedConfig, delivery: dict, envelope: dict) -> None:
+def _publish_to_queue(feed_config: FeedConfig, delivery: dict, envelope: dict) -> dict:
     try:
         feed_config.publisher.publish(envelope, exchange=FEEDS_EXCHANGE, routing_key=delivery["partner_id"],
                                       message_id=envelope["id"])
     except Exception as exc:  # noqa: BLE001 - unroutable, nacked or unreachable: try again shortly
-        feed_store.postpone(db, delivery, f"{type(exc).__name__}: {exc}", TRY_AGAIN_S)
         _count(delivery, "postponed")
-        return
-    feed_store.mark_sent(db, delivery)
+        return feed_store.postponed(f"{type(exc).__name__}: {exc}", TRY_AGAIN_S)
     _count(delivery, "sent")
+    return feed_store.sent(delivery)
 
 
 @scrape_time_metrics("notifications")

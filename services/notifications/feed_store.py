@@ -18,10 +18,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 
 from contracts import registry
-from services.notifications import feeds
+from services.notifications import feeds, leases
 
 PARTNERS, SUBSCRIPTIONS, COUNTERS = "partners", "feed_subscriptions", "feed_counters"
 ENTRIES, DELIVERIES = "feed_entries", "feed_deliveries"
@@ -40,8 +40,11 @@ def ensure_indexes(db) -> None:
     db[DELIVERIES].create_index([("partner_id", ASCENDING), ("list_key", ASCENDING)])
     db[DELIVERIES].create_index([("partner_id", ASCENDING), ("status", ASCENDING), ("list_key", ASCENDING)])
     db[DELIVERIES].create_index([("subscription_id", ASCENDING), ("status", ASCENDING)])
+    db[DELIVERIES].create_index([(leases.CLAIMABLE, ASCENDING)])
+    db[DELIVERIES].create_index([("status", ASCENDING), ("attempts", ASCENDING)])  # the failing ones' gauge
     db[SUBSCRIPTIONS].create_index([("partner_id", ASCENDING)])
     _give_old_deliveries_a_list_key(db)
+    _make_pending_deliveries_claimable(db)
 
 
 def _give_old_deliveries_a_list_key(db) -> None:
@@ -52,6 +55,16 @@ def _give_old_deliveries_a_list_key(db) -> None:
     for old in db[DELIVERIES].find({"list_key": {"$exists": False}}, {"created_at": 1}):
         db[DELIVERIES].update_one({"_id": old["_id"]}, {"$set": {"list_key": _list_key(old["created_at"], old["_id"])}})
     db[MIGRATIONS].update_one({"_id": "delivery_list_key"}, {"$set": {"done": True}}, upsert=True)
+
+
+def _make_pending_deliveries_claimable(db) -> None:
+    """Pending deliveries from before ``claimable_at`` get theirs, once per database (as above)."""
+    if db[MIGRATIONS].find_one({"_id": "feed_claimable_at"}) is not None:
+        return
+    for old in db[DELIVERIES].find({"status": "pending", leases.CLAIMABLE: {"$exists": False}}):
+        due = max(old["next_attempt_at"], old.get("lease_until") or old["next_attempt_at"])
+        db[DELIVERIES].update_one({"_id": old["_id"]}, {"$set": {leases.CLAIMABLE: due}})
+    db[MIGRATIONS].update_one({"_id": "feed_claimable_at"}, {"$set": {"done": True}}, upsert=True)
 
 
 def find_partner(db, partner_id: str) -> dict | None:
@@ -72,31 +85,43 @@ def subscriptions_of(db, partner_id: str) -> list[dict]:
     return list(db[SUBSCRIPTIONS].find({"partner_id": partner_id}).sort("created_at", ASCENDING))
 
 
-def record_message(db, envelope) -> int:
-    """Record ``envelope`` in the log of every active subscription it matches, with the partner's
-    next sequence number, in the caller's transaction (``db.session``). Returns the entries made."""
+def record_messages(db, envelopes: list) -> int:
+    """Record each of ``envelopes`` in the log of every active subscription it matches, with the
+    partner's next sequence numbers, in the caller's transaction (``db.session``): a handful of
+    writes for the whole batch. Returns the entries made."""
     session = db.session
-    matching = [s for s in db[SUBSCRIPTIONS].find({"status": "active", "types": envelope.type}, session=session)
-                if feeds.subscription_matches(s, envelope.type, envelope.community)]
-    at = now()
-    # As it was on the wire: the handler's envelope holds loaded values (datetimes), not their JSON form.
-    wire = {**envelope.to_wire(), "data": registry.get(envelope.type, envelope.version).schema().dump(envelope.data)}
-    for subscription in matching:
-        partner_id = subscription["partner_id"]
+    types = sorted({envelope.type for envelope in envelopes})
+    subscriptions = list(db[SUBSCRIPTIONS].find({"status": "active", "types": {"$in": types}}, session=session))
+    by_partner = {}
+    for envelope in envelopes:
+        for subscription in subscriptions:
+            if feeds.subscription_matches(subscription, envelope.type, envelope.community):
+                by_partner.setdefault(subscription["partner_id"], []).append((subscription, envelope))
+    at, entries, deliveries = now(), [], []
+    for partner_id, matched in by_partner.items():
         # Incremented inside the transaction: a concurrent one conflicts and retries after this
         # commits, so sequence order is commit order and a reader's cursor never skips an entry.
         counter = db[COUNTERS].find_one_and_update(
-            {"_id": partner_id}, {"$inc": {"sequence": 1}}, upsert=True,
+            {"_id": partner_id}, {"$inc": {"sequence": len(matched)}}, upsert=True,
             return_document=ReturnDocument.AFTER, session=session)
-        entry_id = f"{envelope.id}:{subscription['_id']}"
-        db[ENTRIES].insert_one({
-            "_id": entry_id, "partner_id": partner_id, "subscription_id": subscription["_id"],
-            "method": subscription["method"], "sequence": counter["sequence"],
-            "envelope": wire, "recorded_at": at,
-        }, session=session)
-        if subscription["method"] in PUSH_METHODS:
-            db[DELIVERIES].insert_one(_new_delivery(subscription, entry_id, envelope.id, at), session=session)
-    return len(matching)
+        first = counter["sequence"] - len(matched) + 1
+        for sequence, (subscription, envelope) in enumerate(matched, start=first):
+            entry = _entry(subscription, envelope, sequence, at)
+            entries.append(entry)
+            if subscription["method"] in PUSH_METHODS:
+                deliveries.append(_new_delivery(subscription, entry["_id"], envelope.id, at))
+    for collection, documents in ((ENTRIES, entries), (DELIVERIES, deliveries)):
+        if documents:
+            db[collection].insert_many(documents, session=session)
+    return len(entries)
+
+
+def _entry(subscription: dict, envelope, sequence: int, at: datetime) -> dict:
+    # As it was on the wire: the handler's envelope holds loaded values (datetimes), not their JSON form.
+    wire = {**envelope.to_wire(), "data": registry.get(envelope.type, envelope.version).schema().dump(envelope.data)}
+    return {"_id": f"{envelope.id}:{subscription['_id']}", "partner_id": subscription["partner_id"],
+            "subscription_id": subscription["_id"], "method": subscription["method"], "sequence": sequence,
+            "envelope": wire, "recorded_at": at}
 
 
 def _list_key(created_at: datetime, delivery_id: str) -> str:
@@ -109,7 +134,7 @@ def _new_delivery(subscription: dict, entry_id: str, envelope_id: str, at: datet
         "_id": delivery_id, "list_key": _list_key(at, delivery_id), "partner_id": subscription["partner_id"], "subscription_id": subscription["_id"],
         "method": subscription["method"], "entry_id": entry_id, "envelope_id": envelope_id, "replay": replay,
         "status": "pending", "attempts": 0, "last_error": None, "next_attempt_at": at, "lease_until": None,
-        "created_at": at, "updated_at": at,
+        leases.CLAIMABLE: at, "created_at": at, "updated_at": at,
     }
 
 
@@ -135,39 +160,74 @@ def replay(db, partner_id: str, since: datetime) -> int:
 
 def claim_due_delivery(db, lease_s: float, owner: str) -> dict | None:
     """Atomically take one due delivery for ``lease_s`` seconds: no other instance takes it meanwhile."""
-    at = now()
-    return db[DELIVERIES].find_one_and_update(
-        {"status": "pending", "next_attempt_at": {"$lte": at},
-         "$or": [{"lease_until": None}, {"lease_until": {"$lte": at}}]},
-        {"$set": {"lease_until": at + timedelta(seconds=lease_s), "lease_owner": owner}},
-        sort=[("next_attempt_at", ASCENDING)], return_document=ReturnDocument.AFTER)
+    claimed = claim_due_deliveries(db, lease_s, owner, 1)
+    return claimed[0] if claimed else None
 
 
-def find_entry(db, entry_id: str) -> dict | None:
-    return db[ENTRIES].find_one({"_id": entry_id})
+def claim_due_deliveries(db, lease_s: float, owner: str, limit: int) -> list[dict]:
+    """Up to ``limit`` due deliveries, taken for ``lease_s`` seconds (``leases.claim``: three round trips)."""
+    return leases.claim_due(db[DELIVERIES], now(), lease_s, leases.token(owner), limit)
 
 
-def find_subscription(db, subscription_id: str) -> dict | None:
-    return db[SUBSCRIPTIONS].find_one({"_id": subscription_id})
+def entries_by_id(db, entry_ids) -> dict:
+    return _by_id(db[ENTRIES], entry_ids)
 
 
-def mark_sent(db, delivery: dict) -> None:
-    _finish(db, delivery, {"status": "sent", "attempts": delivery["attempts"] + 1, "sent_at": now()})
+def subscriptions_by_id(db, subscription_ids) -> dict:
+    return _by_id(db[SUBSCRIPTIONS], subscription_ids)
 
 
-def mark_failed_attempt(db, delivery: dict, error: str, retry_in_s: float | None) -> None:
-    """Record a failed attempt; due again in ``retry_in_s``, or ``failed`` if None."""
+def partners_by_id(db, partner_ids) -> dict:
+    return _by_id(db[PARTNERS], partner_ids)
+
+
+def _by_id(collection, ids) -> dict:
+    ids = sorted(set(ids))
+    # One more than can match: the first batch is the whole answer, with no getMore to learn so.
+    return {d["_id"]: d for d in collection.find({"_id": {"$in": ids}}).batch_size(len(ids) + 1)}
+
+
+# -- how an attempt went: the changes ``finish_many`` writes ---------------------------------------
+
+def sent(delivery: dict) -> dict:
+    return {"status": "sent", "attempts": delivery["attempts"] + 1, "sent_at": now(), leases.CLAIMABLE: None}
+
+
+def failed_attempt(delivery: dict, error: str, retry_in_s: float | None) -> dict:
+    """A failed attempt; due again in ``retry_in_s``, or ``failed`` if None."""
     changes = {"attempts": delivery["attempts"] + 1, "last_error": error[:500]}
     if retry_in_s is None:
-        changes["status"] = "failed"
-    else:
-        changes["next_attempt_at"] = now() + timedelta(seconds=retry_in_s)
-    _finish(db, delivery, changes)
+        return {**changes, "status": "failed", leases.CLAIMABLE: None}
+    return {**changes, **_due_in(retry_in_s)}
 
 
-def postpone(db, delivery: dict, error: str, retry_in_s: float) -> None:
-    """Give the delivery back for later, not counted as an attempt (the trouble was on our side)."""
-    _finish(db, delivery, {"last_error": error[:500], "next_attempt_at": now() + timedelta(seconds=retry_in_s)})
+def postponed(error: str, retry_in_s: float) -> dict:
+    """Given back for later, not counted as an attempt (the trouble was on our side)."""
+    return {"last_error": error[:500], **_due_in(retry_in_s)}
+
+
+def disabled(delivery: dict, reason: str) -> dict:
+    return {"status": "disabled", "attempts": delivery["attempts"] + 1, "last_error": reason, leases.CLAIMABLE: None}
+
+
+def given_back() -> dict:
+    """Not tried (the batch ran late): due again at once, not counted as an attempt."""
+    return _due_in(0)
+
+
+def _due_in(seconds: float) -> dict:
+    due = now() + timedelta(seconds=seconds)
+    return {"next_attempt_at": due, leases.CLAIMABLE: due}
+
+
+def finish_many(db, finished: list[tuple[dict, dict]]) -> None:
+    """``(delivery, changes)`` written in one round trip; each only while we hold its lease (a lease
+    that ran out may have passed to another instance)."""
+    if finished:
+        db[DELIVERIES].bulk_write([
+            UpdateOne({"_id": delivery["_id"], leases.OWNER: delivery.get(leases.OWNER)},
+                      {"$set": {**changes, "lease_until": None, "updated_at": now()}})
+            for delivery, changes in finished], ordered=False)
 
 
 def enable_subscription(db, partner_id: str, subscription_id: str) -> tuple[dict | None, int]:
@@ -182,23 +242,18 @@ def enable_subscription(db, partner_id: str, subscription_id: str) -> tuple[dict
         return None, 0
     resumed = db[DELIVERIES].update_many(
         {"subscription_id": subscription_id, "status": "disabled"},
-        {"$set": {"status": "pending", "next_attempt_at": now(), "lease_until": None, "updated_at": now()}})
+        {"$set": {"status": "pending", "next_attempt_at": now(), leases.CLAIMABLE: now(), "lease_until": None,
+                  "updated_at": now()}})
     return subscription, resumed.modified_count
 
 
-def disable_subscription(db, delivery: dict, reason: str) -> None:
+def disable_subscription(db, subscription_id: str, reason: str) -> None:
     """The endpoint is gone (HTTP 410): the subscription is disabled and its pending deliveries stop."""
-    db[SUBSCRIPTIONS].update_one({"_id": delivery["subscription_id"]},
+    db[SUBSCRIPTIONS].update_one({"_id": subscription_id},
                                  {"$set": {"status": "disabled", "disabled_reason": reason, "disabled_at": now()}})
-    _finish(db, delivery, {"status": "disabled", "attempts": delivery["attempts"] + 1, "last_error": reason})
-    db[DELIVERIES].update_many({"subscription_id": delivery["subscription_id"], "status": "pending"},
-                               {"$set": {"status": "disabled", "last_error": reason, "updated_at": now()}})
-
-
-def _finish(db, delivery: dict, changes: dict) -> None:
-    # Only while we hold the lease: a lease that ran out may have passed to another instance.
-    db[DELIVERIES].update_one({"_id": delivery["_id"], "lease_owner": delivery.get("lease_owner")},
-                              {"$set": {**changes, "lease_until": None, "updated_at": now()}})
+    db[DELIVERIES].update_many({"subscription_id": subscription_id, "status": "pending"},
+                               {"$set": {"status": "disabled", "last_error": reason, leases.CLAIMABLE: None,
+                                         "updated_at": now()}})
 
 
 def deliveries_page(db, partner_id: str, status: str | None, after: str | None, limit: int):
@@ -214,7 +269,8 @@ def retry_delivery(db, partner_id: str, delivery_id: str) -> dict | None:
     """A failed delivery due again now (one more attempt); None if there is no such failed delivery."""
     return db[DELIVERIES].find_one_and_update(
         {"_id": delivery_id, "partner_id": partner_id, "status": "failed"},
-        {"$set": {"status": "pending", "next_attempt_at": now(), "lease_until": None, "updated_at": now()}},
+        {"$set": {"status": "pending", "next_attempt_at": now(), leases.CLAIMABLE: now(), "lease_until": None,
+                  "updated_at": now()}},
         return_document=ReturnDocument.AFTER)
 
 

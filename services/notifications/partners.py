@@ -197,9 +197,9 @@ class PartnerFeeds:
 
     # -- the feed: recording, delivering, reading ----------------------------
 
-    @multi_source_message_handler(feeds.partner_feed_types())
-    def record_feed_entries(self, envelope):
-        feed_store.record_message(self.db, envelope)
+    @multi_source_message_handler(feeds.partner_feed_types(), batch=True)
+    def record_feed_entries(self, envelopes):
+        feed_store.record_messages(self.db, envelopes)
 
     @configured_timer("FEED_POLL_SECONDS", default=2)
     def relay_feed_deliveries(self):

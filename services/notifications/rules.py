@@ -30,8 +30,8 @@ class Context:
     def community(self, community_id: str) -> dict:
         return self.community_names.get(community_id) or {"en": community_id, "zh-CN": community_id}
 
-    def recipients(self, query: dict, limit: int = 0):
-        return store.recipients(self.db, query, self.defaults, session=self.session, limit=limit)
+    def recipients(self, query: dict):
+        return store.recipients(self.db, query, self.defaults, session=self.session)
 
     @property
     def time_zone(self) -> str:
@@ -72,16 +72,17 @@ def event_announced(ctx: Context, envelope) -> dict:
     facts = envelope.data
     return {"_id": f"event_announced:{envelope.id}", "kind": "event_announced", "fact_id": envelope.id,
             "category": facts["category"], "variables": {"event": ctx.event_details(facts["event_id"])},
-            "query": audience_query(facts), "after": "", "status": "pending", "created_at": ctx.now}
+            "query": audience_query(facts), "after": "", "status": "pending", "created_at": ctx.now,
+            "claimable_at": ctx.now}
 
 
-def fan_out(ctx: Context, job: dict, page_size: int) -> tuple[list, str | None]:
-    """The records for the next page of a fan-out job's audience, and where the page ended."""
-    page = ctx.recipients({**job["query"], "_id": {"$gt": job["after"]}}, limit=page_size)
-    if not page:
-        return [], None
+def fan_out(ctx: Context, job: dict, page_size: int):
+    """The records of each page of a fan-out job's audience after ``job["after"]``, and where the page
+    ended (None after the last page): ``(records, after)``, one page at a time."""
     composer = Composer(job["kind"], job["fact_id"], job["variables"], ctx.now, category=job["category"])
-    return _records(composer, page), page[-1].id
+    pages = store.audience_pages(ctx.db, job["query"], job["after"], page_size, ctx.defaults)
+    for page, last in pages:
+        yield _records(composer, page), None if last else page[-1].id
 
 
 def to_registrants(kind: str, statuses=store.HOLDING_REGISTRATION):

@@ -5,6 +5,7 @@ registrations, and apply the rules in ``rules`` in the same transaction as
 the record that the message was processed. Timers send due email/SMS
 deliveries, assemble digests and create the day-before reminders.
 """
+import logging
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -34,6 +35,9 @@ from services.notifications.policy import Preferences
 from services.notifications.schemas import InboxQuery, PreferencesSchema, UnsubscribeQuery
 
 UNSUBSCRIBE_AUDIENCE = "linli:unsubscribe"
+FAN_OUT_LEASE_S = 60.0  # renewed by every page; a page takes well under a second
+ENDINGS = ("sent", "failed", "skipped")  # how a delivery can end (a retry is not an end)
+log = logging.getLogger(__name__)
 
 
 def _now() -> datetime:
@@ -176,7 +180,7 @@ class NotificationsService(ServiceBase, PartnerFeeds):
     @rpc
     def run_deliveries(self) -> dict:
         return delivery.deliver_due(self.db, self.channels, self._address_of, self._unsubscribe_url, _now,
-                                    self._delivery_settings(), finish=self._finish_delivery)
+                                    self._delivery_settings(), finish=self._finish_deliveries)
 
     @rpc
     def run_digests(self, now: str | None = None) -> int:
@@ -190,19 +194,28 @@ class NotificationsService(ServiceBase, PartnerFeeds):
 
     @rpc
     def run_fan_outs(self, page_size: int = 1000) -> int:
-        """Work through announcements page by page, each page in its own transaction;
-        a page repeated after a crash (or by a second instance) creates nothing twice."""
+        """Work through announcements page by page, each page in its own transaction, each job held
+        by one instance at a time (a lease every page renews); a page repeated after a crash (or by
+        an instance that took over a job whose lease ran out) creates nothing twice."""
         made = 0
-        for job in store.pending_fan_outs(self.db):
-            ctx = self._context(session=None)
-            while True:
-                records, after = rules.fan_out(ctx, job, page_size)
-                made_now = len(self._create_atomically(
-                    records, then=lambda session: store.advance_fan_out(self.db, job["_id"], after, session=session)))
-                made += made_now
-                if after is None:
-                    break
-                job["after"] = after
+        while (job := store.claim_fan_out(self.db, _now(), FAN_OUT_LEASE_S)) is not None:
+            try:
+                made += self._fan_out(job, page_size)
+            except store.LeaseLost as exc:
+                log.warning("%s", exc)
+        return made
+
+    def _fan_out(self, job: dict, page_size: int) -> int:
+        made, finished = 0, False
+
+        def advance(after):
+            return lambda session: store.advance_fan_out(self.db, job, after, _now(), FAN_OUT_LEASE_S, session)
+
+        for records, after in rules.fan_out(self._context(session=None), job, page_size):
+            made += len(self._create_atomically(records, then=advance(after)))
+            finished = after is None
+        if not finished:  # nobody (left) to tell
+            self._create_atomically([], then=advance(None))
         return made
 
     @timer(interval=1)
@@ -259,34 +272,39 @@ class NotificationsService(ServiceBase, PartnerFeeds):
 
     def _report_inbox(self, notifications: list[dict], session) -> list[dict]:
         """Tell reports how many notifications reached inboxes (counts per community and kind)."""
-        groups = {}
-        for n in notifications:
-            if n["in_inbox"] and n["resident_id"]:
-                groups.setdefault((n["community_id"], n["kind"]), []).append(n)
-        for (community_id, kind), group in groups.items():
-            self._publish_outcome(session, community_id, kind, "inapp", "sent", group,
-                                  sorted(n["_id"] for n in group))
+        self._publish_outcomes(session, [n for n in notifications if n["in_inbox"] and n["resident_id"]],
+                               key=lambda n: (n["community_id"], n["kind"], "inapp", "sent"))
         return notifications
 
-    def _finish_delivery(self, claimed: dict, outcome: str, error: str | None, now: datetime) -> None:
-        """The delivery's end and the outcome reports counts, in one transaction."""
+    def _finish_deliveries(self, attempts: list, now: datetime) -> list:
+        """How a batch of deliveries went and the outcomes reports counts, in one transaction."""
         def record(session, publish):
-            store.finish(self.db, claimed["_id"], outcome, now, error, session=session)
-            if claimed["resident_id"]:  # a service centre's copy is not a resident's notification
-                self._publish_outcome(session, claimed["community_id"], claimed["kind"], claimed["channel"],
-                                      outcome, [claimed], [claimed["_id"]])
+            recorded = store.finish_batch(self.db, attempts, now, session=session)
+            # A retry is not an end; a service centre's copy is not a resident's notification.
+            ended = [a.claimed | {"outcome": a.outcome} for a in recorded
+                     if a.outcome in ENDINGS and a.claimed["resident_id"]]
+            self._publish_outcomes(session, ended, key=lambda d: (d["community_id"], d["kind"], d["channel"],
+                                                                  d["outcome"]))
+            return recorded
 
-        self.outbox.transaction(record)
+        return self.outbox.transaction(record)
 
-    def _publish_outcome(self, session, community_id, kind, channel, outcome, items, ids) -> None:
-        # The id is derived from what is counted: a retried transaction or round re-sends the same one.
-        # Staged in the outbox in ``session``'s transaction (the handler's, or the timer's own).
-        publish = self.outbox.publisher(session)
-        publish(NOTIFICATION_OUTCOMES, {
+    def _publish_outcomes(self, session, items: list[dict], key) -> None:
+        """One ``notification.outcomes`` per ``key(item)`` = (community, kind, channel, outcome), staged
+        in one write in ``session``'s transaction (the handler's, or the timer's own). Each id is derived
+        from what it counts, whose ids are new: a transaction retried whole stages it afresh."""
+        groups = {}
+        for item in items:
+            groups.setdefault(key(item), []).append(item)
+        occurred_on = datetime.now(ZoneInfo(self._time_zone())).date()
+        messages = [(NOTIFICATION_OUTCOMES, {
             "community_id": community_id, "kind": kind, "channel": channel, "outcome": outcome,
-            "count": len(items), "in_own_language": sum(1 for i in items if i.get("own_language", True)),
-            "occurred_on": datetime.now(ZoneInfo(self._time_zone())).date(),
-        }, community=community_id, message_id=fact_id("notification.outcomes", channel, outcome, *ids))
+            "count": len(group), "in_own_language": sum(1 for i in group if i.get("own_language", True)),
+            "occurred_on": occurred_on,
+        }, {"community": community_id, "message_id": fact_id("notification.outcomes", channel, outcome,
+                                                             *sorted(i["_id"] for i in group))})
+            for (community_id, kind, channel, outcome), group in groups.items()]
+        self.outbox.stage_many(session, messages)
 
     def _time_zone(self) -> str:
         return self.config.get("COMMUNITY_TIME_ZONE") or "Asia/Shanghai"

@@ -6,12 +6,14 @@ another service; contact addresses are the exception, read at send time.
 """
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.common.paging import page, window
+from services.notifications import leases
 from services.notifications.compose import Recipient, preferences_from
 from services.notifications.policy import Preferences
 
@@ -22,18 +24,39 @@ REGISTRATIONS = "registrations"
 NOTIFICATIONS = "notifications"
 FAN_OUTS = "fan_outs"
 DELIVERIES = "deliveries"
+MIGRATIONS = "migrations"  # one-off rewrites done, by name
 HOLDING_REGISTRATION = ("confirmed", "waitlisted", "offered")
 INBOX_ORDER = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 
+class LeaseLost(Exception):
+    """Another instance took over the work this one held (its lease ran out): this page is theirs."""
+
+
 def ensure_indexes(db) -> None:
-    db[AUDIENCE].create_index([("community_id", ASCENDING), ("status", ASCENDING)])
+    # _id last: a fan-out's pages are ranges of _id within its audience, walked in the index's order.
+    db[AUDIENCE].create_index([("community_id", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)])
     db[REGISTRATIONS].create_index([("event_id", ASCENDING), ("status", ASCENDING)])
     db[EVENTS].create_index([("status", ASCENDING), ("starts_at", ASCENDING)])
     db[NOTIFICATIONS].create_index([("recipient", ASCENDING), *INBOX_ORDER])
     db[DELIVERIES].create_index([("status", ASCENDING), ("due_at", ASCENDING)])
     db[DELIVERIES].create_index([("notification_id", ASCENDING)])
-    db[FAN_OUTS].create_index([("status", ASCENDING)])
+    db[DELIVERIES].create_index([(leases.CLAIMABLE, ASCENDING)])
+    db[FAN_OUTS].create_index([(leases.CLAIMABLE, ASCENDING)])
+    _make_due_work_claimable(db)
+
+
+def _make_due_work_claimable(db) -> None:
+    """Deliveries and fan-outs pending from before ``claimable_at`` get theirs: once per database
+    (marked in ``migrations``, so a later start costs one look-up, not a read of every pending one)."""
+    if db[MIGRATIONS].find_one({"_id": "claimable_at"}) is not None:
+        return
+    for old in db[DELIVERIES].find({"status": "pending", leases.CLAIMABLE: {"$exists": False}}):
+        due = max(old["due_at"], old.get("lease_until") or old["due_at"])
+        db[DELIVERIES].update_one({"_id": old["_id"]}, {"$set": {leases.CLAIMABLE: due}})
+    db[FAN_OUTS].update_many({"status": "pending", leases.CLAIMABLE: {"$exists": False}},
+                             {"$set": {leases.CLAIMABLE: leases.EPOCH}})
+    db[MIGRATIONS].update_one({"_id": "claimable_at"}, {"$set": {"done": True}}, upsert=True)
 
 
 # -- what the service knows of residents --------------------------------------
@@ -64,13 +87,29 @@ def resident_community(db, resident_id: str) -> str | None:
     return doc["community_id"] if doc else None
 
 
-def recipients(db, query: dict, defaults: Preferences, session=None, limit: int = 0) -> list[Recipient]:
-    """Active residents matching ``query`` (in id order, ``limit`` of them if given) with their
-    preferences, in two queries however many."""
-    found = db[AUDIENCE].find({**query, "status": "active"}, session=session).sort("_id", ASCENDING)
-    residents = list(found.limit(limit) if limit else found)
+def recipients(db, query: dict, defaults: Preferences, session=None) -> list[Recipient]:
+    """Active residents matching ``query`` with their preferences, in two queries however many."""
+    residents = list(db[AUDIENCE].find({**query, "status": "active"}, session=session).batch_size(1000))
+    return _with_preferences(db, residents, defaults, session)
+
+
+def audience_pages(db, query: dict, after: str, page_size: int, defaults: Preferences):
+    """``(recipients, last)`` of the active residents matching ``query`` with ids after ``after``, in id
+    order, ``page_size`` a page; ``last`` is True for the final page. One query walks the whole
+    audience (a round trip per page, not a query and sort of the audience per page)."""
+    found = db[AUDIENCE].find({**query, "status": "active", "_id": {"$gt": after}}).sort("_id", ASCENDING)
+    found = iter(found.batch_size(page_size))
+    page = list(itertools.islice(found, page_size))
+    while page:
+        following = list(itertools.islice(found, page_size))
+        yield _with_preferences(db, page, defaults), not following
+        page = following
+
+
+def _with_preferences(db, residents: list[dict], defaults: Preferences, session=None) -> list[Recipient]:
     ids = [r["_id"] for r in residents]
-    prefs = {p["_id"]: p for p in db[PREFERENCES].find({"_id": {"$in": ids}}, session=session)} if ids else {}
+    found = db[PREFERENCES].find({"_id": {"$in": ids}}, session=session).batch_size(len(ids) + 1)
+    prefs = {p["_id"]: p for p in found} if ids else {}
     return [
         Recipient(id=r["_id"], community_id=r["community_id"], language=r.get("preferred_language") or "zh-CN",
                   consent=r.get("consent") or {"inapp": True},
@@ -125,14 +164,22 @@ def add_fan_out(db, job: dict, session=None) -> None:
     db[FAN_OUTS].insert_one(job, session=session)
 
 
-def pending_fan_outs(db) -> list[dict]:
-    return list(db[FAN_OUTS].find({"status": "pending"}).sort("created_at", ASCENDING))
+def claim_fan_out(db, now: datetime, lease_s: float) -> dict | None:
+    """A pending fan-out job, held for ``lease_s`` seconds (renewed by every page), or None."""
+    claimed = leases.claim_due(db[FAN_OUTS], now, lease_s, leases.token(), limit=1)
+    return claimed[0] if claimed else None
 
 
-def advance_fan_out(db, job_id: str, after: str | None, session=None) -> None:
-    """Record a page as done; ``after`` None means the audience is exhausted."""
-    done = {"after": after} if after is not None else {"status": "done"}
-    db[FAN_OUTS].update_one({"_id": job_id}, {"$set": done}, session=session)
+def advance_fan_out(db, job: dict, after: str | None, now: datetime, lease_s: float, session=None) -> None:
+    """Record a page as done and hold the job ``lease_s`` seconds more; ``after`` None means the
+    audience is exhausted. ``LeaseLost`` (so the page's transaction writes nothing) if another
+    instance has taken the job over."""
+    done = ({"after": after, leases.CLAIMABLE: now + timedelta(seconds=lease_s)} if after is not None
+            else {"status": "done", leases.CLAIMABLE: None})
+    held = db[FAN_OUTS].update_one({"_id": job["_id"], leases.OWNER: job[leases.OWNER]}, {"$set": done},
+                                   session=session)
+    if held.matched_count == 0:
+        raise LeaseLost(f"fan-out {job['_id']} was taken over by another instance")
 
 
 # -- notifications and deliveries ---------------------------------------------------
@@ -195,26 +242,41 @@ def mark_read(db, recipient: str, notification_id: str, now: datetime) -> bool:
     return result.matched_count == 1
 
 
-def claim_due(db, now: datetime, lease_s: float) -> dict | None:
-    """Take one due delivery for ``lease_s`` seconds; no other instance gets it meanwhile."""
-    return db[DELIVERIES].find_one_and_update(
-        {"status": "pending", "due_at": {"$lte": now},
-         "$or": [{"lease_until": None}, {"lease_until": {"$lte": now}}]},
-        {"$set": {"lease_until": now + timedelta(seconds=lease_s)}, "$inc": {"attempts": 1}},
-        sort=[("due_at", ASCENDING)], return_document=ReturnDocument.AFTER,
-    )
+def claim_due(db, now: datetime, lease_s: float, owner: str, limit: int) -> list[dict]:
+    """Up to ``limit`` deliveries due at ``now``, held for ``lease_s`` seconds (``leases.claim``)."""
+    return leases.claim_due(db[DELIVERIES], now, lease_s, leases.token(owner), limit, inc={"attempts": 1})
 
 
-def finish(db, delivery_id: str, status: str, now: datetime, error: str | None = None, session=None) -> None:
-    fields = {"status": status, "lease_until": None, "last_error": error}
-    if status == "sent":
+def due_batches(db, now_fn, lease_s: float, batch: int, limit: int):
+    """Deliveries due now, claimed ``batch`` at a time (three round trips a batch), at most ``limit``."""
+    for ids in leases.due_batches(db[DELIVERIES], now_fn(), batch, limit):
+        claimed = leases.claim(db[DELIVERIES], ids, now_fn(), lease_s, leases.token(), inc={"attempts": 1})
+        if claimed:
+            yield claimed
+
+
+def finish_batch(db, ended: list, now: datetime, session=None) -> list:
+    """Record how each of ``ended`` (``delivery.Attempt``) ended, in one write, where this instance
+    still holds the lease; returns those it recorded (a lease that ran out passed the delivery on)."""
+    if not ended:
+        return []
+    writes = [UpdateOne({"_id": e.claimed["_id"], leases.OWNER: e.claimed[leases.OWNER]}, {"$set": _ending(e, now)})
+              for e in ended]
+    result = db[DELIVERIES].bulk_write(writes, ordered=False, session=session)
+    held = leases.held_by_claim(db[DELIVERIES], [e.claimed for e in ended], result, session=session)
+    return [e for e in ended if e.claimed["_id"] in held]
+
+
+def _ending(attempt, now: datetime) -> dict:
+    if attempt.outcome == "released":  # not tried: due again at once, and not counted as an attempt
+        return {leases.CLAIMABLE: now, "lease_until": None, "attempts": attempt.claimed["attempts"] - 1}
+    if attempt.outcome == "retry":
+        return {"due_at": attempt.retry_at, leases.CLAIMABLE: attempt.retry_at, "lease_until": None,
+                "last_error": attempt.error}
+    fields = {"status": attempt.outcome, leases.CLAIMABLE: None, "lease_until": None, "last_error": attempt.error}
+    if attempt.outcome == "sent":
         fields["sent_at"] = now
-    db[DELIVERIES].update_one({"_id": delivery_id}, {"$set": fields}, session=session)
-
-
-def retry_later(db, delivery_id: str, due_at: datetime, error: str) -> None:
-    db[DELIVERIES].update_one({"_id": delivery_id},
-                              {"$set": {"due_at": due_at, "lease_until": None, "last_error": error}})
+    return fields
 
 
 def held_due(db, now: datetime) -> list[dict]:
@@ -224,9 +286,3 @@ def held_due(db, now: datetime) -> list[dict]:
 def mark_digested(db, delivery_ids: list[str], digest_id: str, session=None) -> None:
     db[DELIVERIES].update_many({"_id": {"$in": delivery_ids}, "status": "held"},
                                {"$set": {"status": "digested", "digest_id": digest_id}}, session=session)
-
-
-def delivery_counts(db) -> dict:
-    rows = db[DELIVERIES].aggregate([{"$group": {"_id": {"channel": "$channel", "status": "$status"},
-                                                 "n": {"$sum": 1}}}])
-    return {(r["_id"]["channel"], r["_id"]["status"]): r["n"] for r in rows}
