@@ -74,6 +74,26 @@ def test_an_import_costs_a_few_commands_per_chunk_not_per_row(residents, config,
     assert per_row <= 0.05, used
 
 
+def test_a_registration_costs_its_look_ups_one_write_each_and_a_commit(residents, config, token):
+    url = f"http://{config['WEB_SERVER_ADDRESS']}/residents"
+    headers = {"Authorization": f"Bearer {token(['residents:write'])}"}
+    time.sleep(0.5)  # the start's own commands are not counted
+    before = commands("residents")
+    for number in range(10):
+        response = requests.post(url, headers=headers, timeout=10, json={
+            "community_id": "tongzilin", "name": f"王秀英{number}", "residence_type": "registered",
+            "nationality": "CN", "preferred_language": "zh-CN", "birth_date": "1948-03-02",
+            "phone": f"1380000{number:04d}"})
+        assert response.status_code == 201, response.text
+    until(lambda: residents["outbox"].count_documents({}) == 0, 30, "the outbox relay")
+    time.sleep(0.3)
+    used = spent(before, commands("residents"))
+    print(f"\n10 registrations: {used}")
+    # per registration: the same-person look-ups (person key, former keys), the resident, its envelope,
+    # the commit; and the delete of the sent envelope, shared by commits a moment apart
+    assert sum(used.values()) <= 10 * 6, used
+
+
 def ingest_form(number):
     return {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "grid-system/budget",
             "type": "resident.form_submitted", "time": datetime.now(timezone.utc).isoformat(),
