@@ -1,6 +1,7 @@
 """The registry of message types: name + version -> marshmallow schema."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -56,7 +57,7 @@ class MessageType:
         Unknown fields are refused here: a producer must not put on the bus
         what the contract does not name (that is how personal data leaks).
         """
-        schema = self.schema()
+        schema = _instance(self.schema)
         try:
             loaded = schema.load(plain(data))
         except ValidationError as exc:
@@ -68,9 +69,15 @@ class MessageType:
         if not isinstance(data, dict):
             raise InvalidPayload(self.name, self.version, {"_schema": ["not an object"]})
         try:
-            return self.schema(unknown=EXCLUDE).load(data)
+            return _instance(self.schema, EXCLUDE).load(data)
         except ValidationError as exc:
             raise InvalidPayload(self.name, self.version, exc.messages) from None
+
+
+@functools.lru_cache(maxsize=None)
+def _instance(schema: type[Schema], unknown: str | None = None) -> Schema:
+    """One instance per schema (and ``unknown``), reused: making one costs more than a load with it."""
+    return schema(unknown=unknown) if unknown else schema()
 
 
 def plain(value):

@@ -29,9 +29,9 @@ from kombu import Connection, Exchange, Queue
 from marshmallow import ValidationError
 from nameko.amqp.publish import Publisher
 from prometheus_client import Counter
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from contracts import ContractError, Envelope, MessageType, parse_envelope, registry
+from contracts import ContractError, Envelope, MessageType, registry
 from contracts.envelope import EnvelopeSchema
 from contracts.ingest import INGEST_CONTENT_TYPES, INGEST_TYPES, MAX_INGEST_BYTES
 from services.common.inputs import NOT_TEXT, paths, storable, unstorable_text
@@ -47,6 +47,7 @@ REJECTED_QUEUE = durable_queue(Queue("linli.ingest.rejected", durable=True))  # 
 INGEST_RECORDS = "ingest_records"
 PERSISTENT = 2
 MAX_REPORTED_ERRORS = 100
+_ENVELOPE_SCHEMA = EnvelopeSchema()  # reused: a schema is made once, not per message
 
 INGEST_MESSAGES = Counter(
     "linli_ingest_messages_total",
@@ -139,11 +140,16 @@ def check_body(body: bytes, content_type: str | None, routing_key: str | None = 
     if unstorable := unstorable_text(wire):  # refused now: no replay could ever store it
         raise IngestRejected(errors + [error(_text_code(path), path, NOT_TEXT) for path in paths(unstorable)], status)
     wire = with_dataschema(wire)
-    errors += [error("invalid_envelope", path, text) for path, text in flatten(EnvelopeSchema().validate(wire))]
-    errors += _type_and_data_errors(wire, routing_key)
+    try:  # every field checked once: the envelope is made of what was loaded here
+        attrs = _ENVELOPE_SCHEMA.load(wire)
+    except ValidationError as exc:
+        attrs = None
+        errors += [error("invalid_envelope", path, text) for path, text in flatten(exc.messages)]
+    data_errors, data = _type_and_data(wire, routing_key)
+    errors += data_errors
     if errors:
         raise IngestRejected(errors, status)
-    return parse_envelope(wire)
+    return Envelope(**{**attrs, "data": data})
 
 
 def with_dataschema(wire: dict) -> dict:
@@ -156,28 +162,28 @@ def with_dataschema(wire: dict) -> dict:
     return {**wire, "dataschema": registry.get(type_name).dataschema}
 
 
-def _type_and_data_errors(wire: dict, routing_key: str | None) -> list[dict]:
+def _type_and_data(wire: dict, routing_key: str | None) -> tuple[list[dict], dict | None]:
+    """The errors of the envelope's type and data, and its data as its contract loads it."""
     type_name = wire.get("type")
     if not isinstance(type_name, str):
-        return []  # the envelope check names it
+        return [], None  # the envelope check names it
     errors = []
     if routing_key is not None and routing_key != type_name:
         errors.append(error("routing_key_mismatch", "type",
                             f"routing key {routing_key[:100]!r} differs from the type {type_name[:100]!r}"))
     if type_name not in INGEST_TYPES:
         return errors + [error("unknown_type", "type", f"{type_name[:100]!r} is not a type internal systems may "
-                                                       f"send; send one of {', '.join(sorted(INGEST_TYPES))}")]
+                                                       f"send; send one of {', '.join(sorted(INGEST_TYPES))}")], None
     versions = {t.dataschema: t for t in registry if t.name == type_name}
     dataschema = wire.get("dataschema")
     message_type = versions.get(dataschema) if isinstance(dataschema, str) else None  # a list is unhashable
     if message_type is None:
-        return errors + [error("unknown_version", "dataschema", f"dataschema must be one of {sorted(versions)}")]
+        return errors + [error("unknown_version", "dataschema", f"dataschema must be one of {sorted(versions)}")], None
     try:
-        message_type.load(wire.get("data"))
+        return errors, message_type.load(wire.get("data"))
     except ContractError as exc:
-        errors += [error("invalid_data", f"data.{path}" if path else "data", text)
-                   for path, text in flatten(getattr(exc, "errors", {"_schema": [str(exc)]}))]
-    return errors
+        return errors + [error("invalid_data", f"data.{path}" if path else "data", text)
+                         for path, text in flatten(getattr(exc, "errors", {"_schema": [str(exc)]}))], None
 
 
 def rejected_from_validation(exc: ValidationError, prefix: str = "data.") -> IngestRejected:
@@ -237,6 +243,54 @@ def once(database, envelope: Envelope, effect) -> tuple[dict, bool]:
         if stored is not None:
             return stored["result"], False
         raise
+
+
+def once_each(database, envelopes: list[Envelope], effect, transaction=None) -> list:
+    """For each envelope, in order, its result: ``effect(session, fresh)`` decides those not seen before
+    (one ``dict`` or ``IngestRejected`` each), in one transaction with the records of the results (a
+    rejected one is not recorded: sent again, it is judged again); one seen before (or twice in the
+    batch) gets the stored result. ``transaction(work)``: how to run ``work(session)`` in a transaction
+    (the outbox's, so what ``effect`` publishes is sent after the commit); by default a session of
+    ``database``'s own. Two batches racing for one message, or a unique key, try again: then they see it."""
+    records = database[INGEST_RECORDS]
+    keys = [f"{envelope.source}|{envelope.id}" for envelope in envelopes]
+    for attempt in range(3):
+        try:
+            known = _stored_results(records, keys)
+            firsts = {key: envelope for key, envelope in zip(keys, envelopes) if key not in known}
+            decided = _decide(records, list(firsts.items()), effect, transaction or _own_transaction(database))
+            return [known[key] if key in known else decided[key] for key in keys]
+        except (DuplicateKeyError, BulkWriteError):
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _stored_results(records, keys: list[str]) -> dict:
+    return {doc["_id"]: doc["result"] for doc in records.find({"_id": {"$in": sorted(set(keys))}}, {"result": 1})}
+
+
+def _own_transaction(database):
+    def run(work):
+        with database.client.start_session() as session:
+            return session.with_transaction(work)
+    return run
+
+
+def _decide(records, fresh: list[tuple[str, Envelope]], effect, transaction) -> dict:
+    if not fresh:
+        return {}
+
+    def work(session):
+        results = effect(session, [envelope for _, envelope in fresh])
+        now = datetime.now(timezone.utc)
+        kept = [{"_id": key, "type": envelope.type, "result": result, "at": now}
+                for (key, envelope), result in zip(fresh, results) if not isinstance(result, IngestRejected)]
+        if kept:
+            records.insert_many(kept, session=session)
+        return {key: result for (key, _), result in zip(fresh, results)}
+
+    return transaction(work)
 
 
 def queue_for(service: str, message_type: MessageType) -> Queue:

@@ -3,7 +3,10 @@
 ``ingest_handler(message_type)`` decorates ``method(self, envelope) -> dict``
 (``{"outcome": ..., "resident_id" | "event_id": ...}``): one worker per
 message; a method that raises ``IngestRejected`` (a business rule) has the
-message parked like a malformed one. A message whose handling fails for any
+message parked like a malformed one. With ``batch=True``, ``method(self, envelopes)``
+gets what has arrived (up to ``max_batch``, within ``max_wait_s``) and returns one
+result or ``IngestRejected`` per envelope; a batch that fails as a whole is tried
+again one message at a time. A message whose handling fails for any
 other reason is requeued once, then parked as ``processing_failed``.
 
 ``unrouted_gate()`` parks whatever reaches ``linli.ingest.unrouted``.
@@ -40,9 +43,13 @@ class IngestConsumer(Entrypoint):
 
     log_kind = "ingest"  # in the entrypoint log lines
 
-    def __init__(self, message_type: MessageType | None, prefetch_count: int = 20, **kwargs):
+    def __init__(self, message_type: MessageType | None, batch: bool = False, max_batch: int = 100,
+                 max_wait_s: float = 0.02, prefetch_count: int | None = None, **kwargs):
         self.message_type = message_type
-        self.prefetch_count = prefetch_count
+        self.batch = batch
+        self.max_batch = max_batch if batch else 1
+        self.max_wait_s = max_wait_s
+        self.prefetch_count = prefetch_count or (2 * self.max_batch if batch else 20)
         kwargs.setdefault("expected_exceptions", (IngestRejected,))  # a warning, not an error, in the log
         super().__init__(**kwargs)
 
@@ -55,6 +62,8 @@ class IngestConsumer(Entrypoint):
         self.replies = Publisher(self.amqp_uri, use_confirms=True, serializer="json")
         self._stopping = False
         self._thread = None
+        self._pending: list[tuple] = []  # (message, envelope) checked, not yet handed to a worker
+        self._flush_timer = None
         self.consuming = False  # /ready asks
         probe = Connection(self.amqp_uri)
         self._broker_errors = (OSError, *probe.connection_errors, *probe.channel_errors)
@@ -90,6 +99,8 @@ class IngestConsumer(Entrypoint):
                 log.warning("ingest consumer of %s lost the broker (%s); reconnecting",
                             self.queue.name, type(exc).__name__)
                 eventlet.sleep(RECONNECT_DELAY_S)
+            finally:
+                self._drop_pending()  # unacked: the broker gives them back with the connection
 
     def _on_message(self, message):
         if not isinstance(message.body, bytes):  # py-amqp hands over an empty body as '' (str)
@@ -108,26 +119,68 @@ class IngestConsumer(Entrypoint):
             log.error("ingest: checking a message on %s failed (%s); parked", self.queue.name, type(exc).__name__)
             return self._park(message, IngestRejected([error("processing_failed", None,
                                                              f"the message could not be checked ({type(exc).__name__})")]))
-        context = {CORRELATION_KEY: message.properties.get("correlation_id") or envelope.correlationid or envelope.id}
-        try:
-            self.container.spawn_worker(self, (envelope,), {}, context_data=context,
-                                        handle_result=partial(self._processed, message, envelope))
-        except ContainerBeingKilled:
-            message.requeue()
+        self._pending.append((message, envelope))
+        if len(self._pending) >= self.max_batch:
+            self._flush()
+        elif self._flush_timer is None:
+            self._flush_timer = eventlet.spawn_after(self.max_wait_s, self._flush)
 
-    def _processed(self, message, envelope, worker_ctx, result=None, exc_info=None):
+    def _flush(self):
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()  # a no-op when the timer itself is flushing
+            self._flush_timer = None
+        batch, self._pending = self._pending, []
+        if batch and not self._stopping:
+            self._spawn(batch)
+
+    def _drop_pending(self):
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self._pending = []
+
+    def _spawn(self, batch: list[tuple]):
+        """One worker for the batch: ``method(self, envelopes) -> [result | IngestRejected, ...]`` for a
+        batch handler, ``method(self, envelope) -> result`` otherwise."""
+        message, envelope = batch[0]
+        context = {CORRELATION_KEY: message.properties.get("correlation_id") or envelope.correlationid or envelope.id}
+        args = ([e for _, e in batch],) if self.batch else (envelope,)
         try:
-            if exc_info is None:
-                self._reply(message, envelope, result)
-                INGEST_MESSAGES.labels(self.container.service_name, envelope.type, result["outcome"]).inc()
+            self.container.spawn_worker(self, args, {}, context_data=context,
+                                        handle_result=partial(self._processed, batch))
+        except ContainerBeingKilled:
+            for message, _ in batch:
+                message.requeue()
+
+    def _processed(self, batch, worker_ctx, result=None, exc_info=None):
+        if exc_info is None:
+            outcomes = result if self.batch else [result]
+            for (message, envelope), outcome in zip(batch, outcomes):
+                self._settle(message, envelope, outcome, None)
+        elif len(batch) > 1 and not isinstance(exc_info[1], IngestRejected):
+            # Find the message that fails: each on its own, outside this worker.
+            self.container.spawn_managed_thread(lambda: [self._spawn([item]) for item in batch])
+        else:
+            for message, envelope in batch:
+                self._settle(message, envelope, None, exc_info[1])
+        return result, exc_info
+
+    def _settle(self, message, envelope, outcome, failure):
+        """Reply, count and ack a message handled; park one rejected; requeue a failure once, then park it."""
+        if isinstance(outcome, IngestRejected):
+            outcome, failure = None, outcome
+        try:
+            if failure is None:
+                self._reply(message, envelope, outcome)
+                INGEST_MESSAGES.labels(self.container.service_name, envelope.type, outcome["outcome"]).inc()
                 message.ack()
-            elif isinstance(exc_info[1], IngestRejected):
-                self._park(message, exc_info[1])
+            elif isinstance(failure, IngestRejected):
+                self._park(message, failure)
             elif not message.delivery_info.get("redelivered"):
-                log.warning("ingest %s failed (%s); requeued once", envelope.type, type(exc_info[1]).__name__)
+                log.warning("ingest %s failed (%s); requeued once", envelope.type, type(failure).__name__)
                 message.requeue()
             else:
-                self._park(message, IngestRejected([error("processing_failed", None, f"{type(exc_info[1]).__name__} "
+                self._park(message, IngestRejected([error("processing_failed", None, f"{type(failure).__name__} "
                                                           "twice; the message is kept for replay")]))
         except Exception as exc:  # noqa: BLE001 - the broker failed us: leave the message to be redelivered
             log.error("ingest %s: could not settle the message (%s); left for redelivery", envelope.type,
@@ -136,7 +189,6 @@ class IngestConsumer(Entrypoint):
                 message.requeue()
             except Exception:  # noqa: BLE001 - a lost channel returns its unacked messages anyway
                 pass
-        return result, exc_info
 
     def _park(self, message, rejected: IngestRejected):
         self.rejections.park(message.body, message.properties, message.delivery_info, rejected)
@@ -156,9 +208,11 @@ class IngestConsumer(Entrypoint):
                              correlation_id=correlation_id or envelope.id)
 
 
-def ingest_handler(message_type: MessageType, **kwargs):
-    """Consume ``message_type`` from ``linli.ingest`` on ``linli-<service>.ingest.<type>``."""
-    return IngestConsumer.decorator(message_type, **kwargs)
+def ingest_handler(message_type: MessageType, *, batch: bool = False, **kwargs):
+    """Consume ``message_type`` from ``linli.ingest`` on ``linli-<service>.ingest.<type>``. With ``batch=True``
+    the method takes up to ``max_batch`` envelopes at once and returns, for each, its result or the
+    ``IngestRejected`` that parks it (``services.common.ingest.once_each`` records them in one transaction)."""
+    return IngestConsumer.decorator(message_type, batch=batch, **kwargs)
 
 
 def unrouted_gate(**kwargs):

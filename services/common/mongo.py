@@ -162,8 +162,25 @@ class MongoDatabase(DependencyProvider):
             document.ensure_indexes()
         if self.prepare is not None:
             self.prepare(self.client[self.database_name])
+        self._bookkeeping().prepare(self.client[self.database_name])
+
+    # -- bookkeeping that expires (services.common.bookkeeping): processed_messages, ingest records --
+
+    @staticmethod
+    def _bookkeeping():
+        from services.common import bookkeeping  # here: it imports this module's collection name
+
+        return bookkeeping
+
+    def start(self):
+        bookkeeping = self._bookkeeping()
+        self._pruner = self.container.spawn_managed_thread(partial(
+            bookkeeping.prune_forever, self.client[self.database_name], bookkeeping.retention(self.container.config)))
 
     def stop(self):
+        pruner, self._pruner = getattr(self, "_pruner", None), None
+        if pruner is not None:
+            pruner.kill()
         if self.client is None:
             return
         with _aliases_lock:

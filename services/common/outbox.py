@@ -3,15 +3,18 @@
 ``outbox.stage(session, message_type, data, ...)`` validates the message
 against its contract and writes the envelope into the service's ``outbox``
 collection in the caller's transaction, beside the data it announces: both
-commit or neither does. When the worker ends, the envelopes it staged are
-published (with publisher confirms) and marked sent; a relay loop publishes
-whatever a process that died in between left behind. A message may so be
-published twice (died after publishing, before marking), never not at all;
-consumers skip an envelope id they have handled.
+commit or neither does. After the commit (else when the worker ends) the envelopes
+it staged are published (with publisher confirms) and deleted, many transactions'
+worth in one write by the relay thread, which a commit wakes; at a low rate the relay
+also publishes whatever a process that died in between left behind. A message may so
+be published twice (died after publishing, before deleting), never not at all;
+consumers skip an envelope id they have handled. The outbox so holds only what waits.
 
 ``staging.transaction(work)`` runs ``work(session, publish)`` in one transaction and
 publishes after the commit: the use case writes with ``session=session`` and calls
-``publish(TYPE, data, ...)`` as it would the dispatcher. ``backlog(database)`` is what
+``publish(TYPE, data, ...)`` as it would the dispatcher; what it publishes is staged in
+one write (and published from memory, not read back). ``staging.batch(session)`` does
+the same inside a transaction someone else runs (``exactly_once``). ``backlog(database)`` is what
 operators watch: how many envelopes wait, and how long the oldest has.
 
 ``LINLI_FAILPOINT`` (tests only) makes the process die at ``outbox:after-commit``
@@ -21,14 +24,18 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import eventlet
 import mongoengine
+from eventlet.queue import Empty, LightQueue
 from nameko.amqp.publish import Publisher
 from nameko.events import get_event_exchange
 from nameko.extensions import DependencyProvider
+from pymongo import ReplaceOne
 
 from contracts import MessageType, build_envelope
 from services.common.messaging import CORRELATION_KEY
@@ -36,7 +43,8 @@ from services.common.metrics import MESSAGES_PUBLISHED
 
 log = logging.getLogger(__name__)
 OUTBOX = "outbox"  # stable: operators' gauges and the relay read it by this name
-MARK_EVERY = 100  # envelopes published before they are marked sent in one write
+MAX_IDS_PER_WRITE = 1000  # envelopes deleted (or read back) in one command
+LINGER_S = 0.05  # how long the relay gathers sent ids of concurrent commits before one delete
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,8 @@ def backlog(database, now: datetime | None = None) -> Backlog:
     """How many envelopes of a service's outbox are not yet published, and the age of the oldest.
 
     ``database``: the service's pymongo database. A number that keeps growing, or an age well
-    past the relay's grace period, means the relay cannot reach the broker."""
+    past the relay's grace period, means the relay cannot reach the broker. Sent envelopes are
+    deleted, so both look-ups read a collection no larger than what waits."""
     collection = database[OUTBOX]
     pending = collection.count_documents({"sent_at": None})
     oldest = next(iter(collection.find({"sent_at": None}, {"created_at": 1}).sort("created_at", 1).limit(1)), None)
@@ -86,37 +95,49 @@ def failpoint(name: str) -> None:
 
 
 class Outbox(DependencyProvider):
-    """``alias``: the service's ``MongoDatabase`` name (its mongoengine alias)."""
+    """``alias``: the service's ``MongoDatabase`` name (its mongoengine alias). ``poll_every_s``: how
+    often the relay looks for what a dead process left (one indexed query); ``grace_s``: how old
+    such an envelope must be, so the relay does not race a live worker of another process."""
 
-    def __init__(self, alias: str, relay_every_s: float = 2.0, grace_s: float = 5.0):
-        self.alias, self.relay_every_s, self.grace_s = alias, relay_every_s, grace_s
+    def __init__(self, alias: str, poll_every_s: float = 10.0, grace_s: float = 5.0):
+        self.alias, self.poll_every_s, self.grace_s = alias, poll_every_s, grace_s
         self._staged: dict = {}
-        self._flushing: set = set()  # ids a worker of this process is publishing: not the relay loop's
+        self._owned: set = set()  # ids this process publishes or has published, not yet deleted: not the poll's
 
     def setup(self):
         config = self.container.config
         self.database_name = config.get("MONGO_DB_PREFIX", "linli_") + self.alias
         self.exchange = get_event_exchange(self.container.service_name, config)
         self.publisher = Publisher(config["AMQP_URI"], serializer="json", declare=[self.exchange])
-        self._running, self._relay_thread = False, None
+        self._running, self._relay_thread, self._sent = False, None, LightQueue()
 
     def start(self):
         self._running = True
         try:
             self.collection().create_index([("sent_at", 1), ("created_at", 1)])
+            # Envelopes marked sent by an earlier version, which kept them a day: not kept any more.
+            self.collection().delete_many({"sent_at": {"$gt": datetime(1970, 1, 1, tzinfo=timezone.utc)}})
         except Exception as exc:  # noqa: BLE001 - an index is an optimisation; the relay works without it
             log.warning("outbox: no index on sent_at (%s)", type(exc).__name__)
         self._relay_thread = self.container.spawn_managed_thread(self._relay_forever)
 
     def stop(self):
         # Killed, not only told: a relay waking while the database provider disconnects would
-        # connect mongoengine's alias again behind its back.
+        # connect mongoengine's alias again behind its back. What was sent is deleted first if the
+        # database is still there (else the next process publishes it again, under the same ids).
+        relay_thread = self.kill()
+        if relay_thread is not None:
+            try:
+                self._delete(self._gathered([]))
+            except Exception as exc:  # noqa: BLE001 - stopping: the poll of the next process sends them again
+                log.info("outbox: sent envelopes left to the next process (%s)", type(exc).__name__)
+
+    def kill(self):
         self._running = False
         relay_thread, self._relay_thread = self._relay_thread, None
         if relay_thread is not None:
             relay_thread.kill()
-
-    kill = stop
+        return relay_thread
 
     def client(self):
         # A method, not a property: nameko inspects its extensions' attributes before the database is up.
@@ -143,56 +164,93 @@ class Outbox(DependencyProvider):
         return {"_id": envelope.id, "wire": envelope.to_wire(), "type": envelope.type,
                 "created_at": datetime.now(timezone.utc), "sent_at": None}
 
-    def stage(self, session, worker_ctx, message_type: MessageType, data: dict, **kwargs) -> str:
-        record = self.record(worker_ctx, message_type, data, **kwargs)
-        # A fact id staged again (the same month assessed twice) is published again, as the dispatcher would.
-        self.collection().replace_one({"_id": record["_id"]}, record, upsert=True, session=session)
-        return record["_id"]
-
-    def stage_fresh(self, session, records: list[dict]) -> list[str]:
-        """Many records in one write; their ids must be new (derived from ids this transaction creates)."""
-        if records:
+    def write(self, session, records: list[dict], fresh: bool) -> None:
+        """``records`` in ``session``'s transaction, in one command. ``fresh``: their ids are new (derived
+        from ids this transaction creates, or random), so an insert; else a fact id staged again (the same
+        month assessed twice) replaces what waits under it and is published again, as the dispatcher would."""
+        if not records:
+            return
+        if fresh:
             self.collection().insert_many(records, ordered=False, session=session)
-        return [record["_id"] for record in records]
+        else:
+            self.collection().bulk_write([ReplaceOne({"_id": r["_id"]}, r, upsert=True) for r in records],
+                                         session=session)
 
-    def relay(self, query: dict, skip=frozenset()) -> int:
-        """Publish the unsent envelopes matching ``query`` (but not those in ``skip``), oldest first,
-        and mark them sent (every ``MARK_EVERY``: a crash in between publishes those again, under the same ids)."""
-        sent, published = 0, []
-        for record in self.collection().find({**query, "sent_at": None}).sort("created_at", 1).limit(1000):
-            if record["_id"] in skip:
-                continue
+    def send(self, records: list[dict], unverified: list[str]) -> None:
+        """Publish committed ``records``, and those of ``unverified`` ids that were committed (read back:
+        written in a transaction this process did not see end); the relay deletes them after."""
+        ids = {r["_id"] for r in records} | set(unverified)
+        self._owned.update(ids)
+        sent: list[str] = []
+        try:
+            for start in range(0, len(unverified), MAX_IDS_PER_WRITE):
+                records = records + list(self.collection().find(
+                    {"_id": {"$in": unverified[start:start + MAX_IDS_PER_WRITE]}, "sent_at": None}))
+            sent = self._publish(records)
+        except Exception as exc:  # noqa: BLE001 - committed and kept: the relay loop sends it later
+            log.warning("outbox: publishing after the commit failed (%s); the relay will", type(exc).__name__)
+        finally:
+            if sent:
+                self._sent.put(sent)  # wakes the relay, which deletes them
+            self._owned.difference_update(ids - set(sent))
+
+    def _publish(self, records: list[dict]) -> list[str]:
+        latest = {r["_id"]: r for r in records}  # a fact staged twice is published once, as last staged
+        sent = []
+        for record in latest.values():
             self.publisher.publish(record["wire"], exchange=self.exchange, routing_key=record["type"])
             failpoint("outbox:after-publish")
-            published.append(record)
-            if len(published) >= MARK_EVERY:
-                sent += self._mark_sent(published)
-                published = []
-        return sent + self._mark_sent(published)
-
-    def _mark_sent(self, records: list[dict]) -> int:
-        if records:
-            self.collection().update_many({"_id": {"$in": [r["_id"] for r in records]}},
-                                          {"$set": {"sent_at": datetime.now(timezone.utc)}})
-        for record in records:
+            sent.append(record["_id"])
             MESSAGES_PUBLISHED.labels(self.container.service_name, record["type"]).inc()
-        return len(records)
+        return sent
 
     def _relay_forever(self):
-        """What a worker staged but did not get to publish (it died), after a grace period."""
+        """Delete what was sent, woken by commits; now and then publish what a dead process left."""
+        next_poll = time.monotonic()
         while self._running:
-            eventlet.sleep(self.relay_every_s)
-            if not self._running:
-                break
             try:
-                now = datetime.now(timezone.utc)
-                left = self.relay({"created_at": {"$lt": now - timedelta(seconds=self.grace_s)}},
-                                  skip=frozenset(self._flushing))
-                if left:
-                    log.warning("outbox: published %d message(s) left behind by an earlier process", left)
-                self.collection().delete_many({"sent_at": {"$lt": now - timedelta(days=1)}})
+                sent = self._sent.get(timeout=max(0.0, next_poll - time.monotonic()))
+            except Empty:
+                sent = None
+            try:
+                if sent is not None:
+                    self._delete(self._gathered(sent))
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + self.poll_every_s
+                    self._relay_left_behind()
             except Exception as exc:  # noqa: BLE001 - the loop must outlive a broker or database hiccup
                 log.warning("outbox relay: %s; trying again", type(exc).__name__)
+
+    def _gathered(self, sent: list[str]) -> list[str]:
+        eventlet.sleep(LINGER_S)  # commits a moment apart share one delete
+        while True:
+            try:
+                sent = sent + self._sent.get_nowait()
+            except Empty:
+                return sent
+
+    def _delete(self, ids: list[str]) -> None:
+        try:
+            for start in range(0, len(ids), MAX_IDS_PER_WRITE):
+                self.collection().delete_many({"_id": {"$in": ids[start:start + MAX_IDS_PER_WRITE]}})
+        finally:
+            self._owned.difference_update(ids)  # one not deleted is the poll's: published again, same id
+
+    def _relay_left_behind(self) -> None:
+        """What a process staged but did not get to publish (it died), after a grace period: one
+        indexed query on a collection that holds only what waits."""
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=self.grace_s)
+        left = [r for r in self.collection().find({"sent_at": None, "created_at": {"$lt": cutoff}})
+                .limit(MAX_IDS_PER_WRITE) if r["_id"] not in self._owned]
+        if left:
+            self._owned.update(r["_id"] for r in left)
+            sent = []
+            try:
+                sent = self._publish(left)
+            finally:
+                self._delete(sent)
+                self._owned.difference_update(r["_id"] for r in left)
+            log.warning("outbox: published %d message(s) left behind by an earlier process", len(sent))
 
 
 class Staging:
@@ -201,12 +259,15 @@ class Staging:
     commit (else the end of the worker does, else the relay loop)."""
 
     def __init__(self, outbox: Outbox, worker_ctx):
-        self.outbox, self.worker_ctx, self.staged = outbox, worker_ctx, []
+        self.outbox, self.worker_ctx = outbox, worker_ctx
+        self.committed: list[dict] = []  # records of transactions ``transaction`` saw commit
+        self.unverified: list[str] = []  # ids written in a transaction run elsewhere: sent if committed
+        self._open = None  # (session, staged) while ``batch`` collects for one write
 
     def __call__(self, session, message_type: MessageType, data: dict, **kwargs) -> str:
-        message_id = self.outbox.stage(session, self.worker_ctx, message_type, data, **kwargs)
-        self.staged.append(message_id)
-        return message_id
+        record = self.outbox.record(self.worker_ctx, message_type, data, **kwargs)
+        self._stage(session, [record], fresh=kwargs.get("message_id") is None)
+        return record["_id"]
 
     def publisher(self, session):
         """``publish(message_type, data, **kwargs)`` staging in ``session``'s transaction."""
@@ -214,27 +275,54 @@ class Staging:
 
     def stage_many(self, session, messages) -> None:
         """``messages``: ``(message_type, data, kwargs)`` whose ids are new; one write for all."""
-        records = [self.outbox.record(self.worker_ctx, message_type, data, **kwargs)
-                   for message_type, data, kwargs in messages]
-        self.staged.extend(self.outbox.stage_fresh(session, records))
+        self._stage(session, [self.outbox.record(self.worker_ctx, message_type, data, **kwargs)
+                              for message_type, data, kwargs in messages], fresh=True)
+
+    def _stage(self, session, records: list[dict], fresh: bool) -> None:
+        if self._open is not None and self._open[0] is session:
+            self._open[1].append((records, fresh))
+            return
+        self.outbox.write(session, records, fresh)
+        self.unverified.extend(r["_id"] for r in records)
+
+    @contextmanager
+    def batch(self, session):
+        """``with stage.batch(session) as publish:`` what is published inside is staged in one write
+        (two if some ids are fact ids that may repeat) when the block ends, in ``session``'s transaction."""
+        staged: list = []
+        outer, self._open = self._open, (session, staged)
+        try:
+            yield self.publisher(session)
+        finally:
+            self._open = outer
+        self.unverified.extend(r["_id"] for r in self._write(session, staged))
+
+    def _write(self, session, staged: list) -> list[dict]:
+        for fresh in (True, False):
+            self.outbox.write(session, [r for records, f in staged if f is fresh for r in records], fresh)
+        return [r for records, _ in staged for r in records]
 
     def transaction(self, work):
         """``work(session, publish)`` in one transaction (retried whole on a transient conflict),
         then what it published is sent; returns what ``work`` returned."""
+        def attempt(session):
+            staged: list = []
+            outer, self._open = self._open, (session, staged)
+            try:
+                result = work(session, self.publisher(session))
+            finally:
+                self._open = outer
+            return result, self._write(session, staged)
+
         with self.outbox.client().start_session() as session:
-            result = session.with_transaction(lambda s: work(s, self.publisher(s)))
+            result, records = session.with_transaction(attempt)
+        self.committed.extend(records)
         self.flush()
         return result
 
     def flush(self) -> None:
-        if not self.staged:
+        if not (self.committed or self.unverified):
             return
-        ids, self.staged = self.staged, []
+        (records, self.committed), (unverified, self.unverified) = (self.committed, []), (self.unverified, [])
         failpoint("outbox:after-commit")
-        self.outbox._flushing.update(ids)
-        try:
-            self.outbox.relay({"_id": {"$in": ids}})
-        except Exception as exc:  # noqa: BLE001 - committed and kept: the relay loop sends it later
-            log.warning("outbox: publishing after the commit failed (%s); the relay will", type(exc).__name__)
-        finally:
-            self.outbox._flushing.difference_update(ids)
+        self.outbox.send(records, unverified)

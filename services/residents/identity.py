@@ -7,6 +7,8 @@ departed with the same identity.
 """
 from __future__ import annotations
 
+from bson import ObjectId
+
 from services.common.web import Conflict
 from services.residents import domain
 from services.residents.documents import Resident, former_key
@@ -67,6 +69,31 @@ def same_person(records: list[dict], session=None, excluding: str | None = None)
     return [domain.same_person(record["community_id"], [
         m for key in IDENTITY_KEYS if record.get(key) for m in matches.get(record[key], []) if m.id != excluding])
         for record in records]
+
+
+def admit_many(records: list[dict], session=None) -> list[domain.SamePerson]:
+    """The verdict of each record of a batch (a form's chunk, a batch of ingested rows), in order:
+    against who is stored (``same_person``: one look-up per key for the whole batch) and against the
+    batch's earlier records, so a person twice in it is judged against the record admitted first.
+    An admitted record gets its ``_id`` (a later twin names it) and its ``previous_id``."""
+    admitted: dict[str, dict[str, dict]] = {key: {} for key in IDENTITY_KEYS}  # key -> value -> record
+    verdicts = []
+    for record, verdict in zip(records, same_person(records, session)):
+        twins = [domain.Match(str(admitted[key][record[key]]["_id"]), admitted[key][record[key]]["community_id"],
+                              "active", domain.IDENTITY_RULES[key])
+                 for key in IDENTITY_KEYS if record.get(key) in admitted[key]]
+        if verdict.is_new and twins:
+            verdict = domain.same_person(record["community_id"], twins)
+        if verdict.is_new:
+            record["_id"] = ObjectId()
+            record.pop("previous_id", None)
+            if verdict.previous_id:
+                record["previous_id"] = verdict.previous_id
+            for key in IDENTITY_KEYS:
+                if record.get(key):
+                    admitted[key][record[key]] = record
+        verdicts.append(verdict)
+    return verdicts
 
 
 def _match(found: dict, rule: str) -> domain.Match:

@@ -3,14 +3,12 @@
 The row is read as ``forms`` reads a form's rows (Chinese or English headers,
 Chinese values translated), registered in one transaction with the record that
 this message was ingested and the ``resident.registered`` envelope (the outbox),
-which is published after the commit. Who counts as the same person is ``domain.same_person``'s rule, as at
+which is published after the commit: a batch of messages in one transaction. Who counts as the same person is ``domain.same_person``'s rule, as at
 every door; anything else that cannot be registered is rejected with every reason.
 """
 from __future__ import annotations
 
-from pymongo.errors import DuplicateKeyError
-
-from services.common.ingest import IngestRejected, error, once
+from services.common.ingest import IngestRejected, error, once_each
 from services.residents import forms, identity, registry
 from services.residents.documents import Resident
 
@@ -41,32 +39,41 @@ def row_command(community_id: str, row: dict) -> dict:
     return command
 
 
-def submit_form_row(database, vault, stage, envelope) -> dict:
-    """Register the row's resident once per message; returns the ``ingest.accepted`` outcome.
-    ``stage``: the outbox; a redelivery after a crash finds the announcement already there.
-    The same-person rule decides (``domain.same_person``): the same person active in this community is
-    ``already_registered`` with their id, active in another community ``registered_elsewhere`` (rejected:
-    a move, not a registration), departed or erased registers anew."""
-    command = row_command(envelope.data["community_id"], envelope.data["row"])
-    record = registry.to_record(vault, command)
-    residents = Resident._get_collection()
+def submit_form_rows(database, vault, stage, envelopes) -> list:
+    """Register each row's resident once per message, a batch in one transaction; returns, for each
+    envelope, its ``ingest.accepted`` outcome or the ``IngestRejected`` that parks it. ``stage``: the
+    outbox; a redelivery after a crash finds the announcements already there. The same-person rule
+    decides (``domain.same_person``, with the batch's earlier rows as ``identity.admit_many`` judges
+    them): the same person active in this community is ``already_registered`` with their id, active
+    in another community ``registered_elsewhere`` (rejected: a move, not a registration), departed
+    or erased registers anew."""
+    def register(session, fresh):
+        outcomes = [_record_of(vault, envelope) for envelope in fresh]
+        candidates = [outcome for outcome in outcomes if isinstance(outcome, dict)]  # made anew each attempt
+        verdicts = dict(zip(map(id, candidates), identity.admit_many(candidates, session)))
+        admitted = [record for record in candidates if verdicts[id(record)].is_new]
+        if admitted:
+            Resident._get_collection().insert_many(admitted, session=session)
+            registry.announce_all_registered(stage, session, admitted)
+        return [_outcome(outcome, verdicts.get(id(outcome))) for outcome in outcomes]
 
-    def register(session):
-        record.pop("_id", None)  # an aborted attempt's id
-        verdict = identity.same_person([record], session)[0]
-        if verdict.verdict == "already_registered":
-            return {"outcome": "already_registered", "resident_id": verdict.existing_id}
-        if not verdict.is_new:
-            raise IngestRejected([error(verdict.verdict, "data.row", verdict.message)])
-        if verdict.previous_id:
-            record["previous_id"] = verdict.previous_id
-        residents.insert_one(record, session=session)
-        registry.announce_registered(stage.publisher(session), record)
-        return {"outcome": "registered", "resident_id": str(record["_id"])}
+    return once_each(database, envelopes, register,
+                     transaction=lambda work: stage.transaction(lambda session, publish: work(session)))
 
+
+def _record_of(vault, envelope):
+    """The row's record to store, or the ``IngestRejected`` naming what is wrong with it."""
     try:
-        result, _ = once(database, envelope, register)
-    except DuplicateKeyError:  # the same person, registered concurrently: the verdict sees them now
-        result, _ = once(database, envelope, register)
-    stage.flush()
-    return result
+        return registry.to_record(vault, row_command(envelope.data["community_id"], envelope.data["row"]))
+    except IngestRejected as rejected:
+        return rejected
+
+
+def _outcome(record, verdict):
+    if isinstance(record, IngestRejected):
+        return record
+    if verdict.verdict == "already_registered":
+        return {"outcome": "already_registered", "resident_id": verdict.existing_id}
+    if not verdict.is_new:
+        return IngestRejected([error(verdict.verdict, "data.row", verdict.message)])
+    return {"outcome": "registered", "resident_id": str(record["_id"])}

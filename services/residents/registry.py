@@ -73,17 +73,15 @@ def register(vault: Vault, stage, command: dict) -> str:
     identity.admit(record)
     collection = Resident._get_collection()
 
-    def store(session):
+    def store(session, publish):
         collection.insert_one(record, session=session)
-        announce_registered(lambda *args, **kwargs: stage(session, *args, **kwargs), record)
+        announce_registered(publish, record)
 
     try:
-        with collection.database.client.start_session() as session:
-            session.with_transaction(store)
+        stage.transaction(store)  # committed, then published before the caller hears the id
     except DuplicateKeyError:  # registered by someone else between the look-up and the insert
         record.pop("_id", None)
         raise identity.SamePersonConflict(identity.refused(record)) from None
-    stage.flush()  # committed: published before the caller hears the id
     return str(record["_id"])
 
 
@@ -96,6 +94,15 @@ def announce_registered(publish, record: dict) -> None:
         community=record["community_id"],
         message_id=fact_id("resident.registered", resident_id),
     )
+
+
+def announce_all_registered(stage, session, records: list[dict]) -> None:
+    """``resident.registered`` for each new record, staged in one write (their ids are new)."""
+    messages = []
+    for record in records:
+        announce_registered(lambda message_type, data, **kwargs: messages.append((message_type, data, kwargs)),
+                            record)
+    stage.stage_many(session, messages)
 
 
 def _as_command(resident: Resident, vault: Vault) -> dict:

@@ -158,9 +158,9 @@ class ResidentsService(ServiceBase):
 
     # -- the ingest door (AMQP), for internal systems of the city --------------
 
-    @ingest_handler(RESIDENT_FORM_SUBMITTED)
-    def ingest_form_row(self, envelope):
-        return ingest.submit_form_row(self.db, self.vault, self.outbox, envelope)
+    @ingest_handler(RESIDENT_FORM_SUBMITTED, batch=True)
+    def ingest_form_rows(self, envelopes):
+        return ingest.submit_form_rows(self.db, self.vault, self.outbox, envelopes)
 
     @unrouted_gate()
     def park_unrouted_ingest(self, envelope):
