@@ -98,12 +98,16 @@ def build_envelope(
     )
 
 
+# One instance, reused: making a schema costs more than loading with it (it holds no per-call state).
+_ENVELOPE_SCHEMA = EnvelopeSchema()
+
+
 def parse_envelope(body) -> Envelope:
     """Validate a received envelope and its ``data`` against the registered contract."""
     if not isinstance(body, dict):
         raise EnvelopeError({"_schema": ["message body is not a JSON object"]})
     try:
-        attrs = EnvelopeSchema().load(body)
+        attrs = _ENVELOPE_SCHEMA.load(body)
     except ValidationError as exc:
         raise EnvelopeError(exc.messages) from None
     envelope = Envelope(**attrs)
@@ -125,4 +129,4 @@ def parse_envelope_or_unknown(body) -> tuple[Envelope, bool]:
     try:
         return parse_envelope(body), True
     except UnknownMessageType:
-        return UnknownEnvelope(**EnvelopeSchema().load(body)), False
+        return UnknownEnvelope(**_ENVELOPE_SCHEMA.load(body)), False
