@@ -2,7 +2,8 @@
 
 Projections (``audience``, ``events``, ``registrations``) are built from the
 messages the service consumes, so deciding who to tell needs no call to
-another service; contact addresses are the exception, read at send time.
+another service; contact addresses are the exception, read at send time, and
+an event's title and venue, read once per event (``event_view``).
 """
 from __future__ import annotations
 
