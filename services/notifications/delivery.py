@@ -60,9 +60,11 @@ class Unreachable(Exception):
 
 
 def deliver_due(db, channels: dict, address_of, unsubscribe_url, now_fn, settings: Settings,
-                finish=None) -> dict:
+                finish=None, addresses_for=None) -> dict:
     """Send what is due, a claimed batch at a time; returns counts by outcome.
 
+    ``address_of(claimed)`` is the address of one delivery; or ``addresses_for(batch)`` looks up
+    those of a claimed batch at once and returns the ``address_of`` that answers from them.
     ``finish(attempts, now)`` records how a batch went, in one write, and returns the attempts it
     recorded (those whose lease this instance still held). The default records them in the
     store; the service's also stages, in the same transaction, the outcomes it reports, so a
@@ -70,6 +72,8 @@ def deliver_due(db, channels: dict, address_of, unsubscribe_url, now_fn, setting
     finish = finish or (lambda attempts, now: store.finish_batch(db, attempts, now))
     outcomes = {}
     for claimed_batch in store.due_batches(db, now_fn, settings.lease_s, settings.batch, settings.max_per_round):
+        if addresses_for is not None:
+            address_of = addresses_for([c for c in claimed_batch if now_fn() < _send_by(c, settings)])
         attempts = [deliver_one(claimed, channels, address_of, unsubscribe_url, now_fn, settings)
                     if now_fn() < _send_by(claimed, settings) else Attempt(claimed, RELEASED)
                     for claimed in claimed_batch]
@@ -109,7 +113,7 @@ def _lookup(address_of, claimed: dict) -> str:
     """The address, or ``Unreachable``; a failing lookup (residents service down) is retried."""
     try:
         return address_of(claimed)
-    except Unreachable:
+    except (Unreachable, ChannelError):
         raise
     except Exception as exc:  # noqa: BLE001 - any failure to look up is worth another try later
         raise ChannelError(f"contact lookup failed: {type(exc).__name__}") from None
@@ -132,6 +136,30 @@ def address_from_contact(contact: dict, channel: str) -> str:
     if not address:
         raise Unreachable(f"no {'email address' if channel == 'email' else 'phone number'} on record")
     return address
+
+
+def address_book(claimed_batch: list[dict], get_contacts, centre_emails: dict):
+    """The ``address_of`` of a claimed batch: the residents' contacts read at once
+    (``get_contacts(resident ids)``: opened contacts), the service centres' addresses from
+    ``centre_emails``. A failed look-up makes each of the batch's residents' deliveries a retry."""
+    resident_ids = sorted({c["resident_id"] for c in claimed_batch if not is_centre(c)})
+    try:
+        contacts, failure = {c["resident_id"]: c for c in get_contacts(resident_ids)} if resident_ids else {}, None
+    except Exception as exc:  # noqa: BLE001 - any failure to look up is worth another try later
+        contacts, failure = {}, f"contact lookup failed: {type(exc).__name__}"
+
+    def address_of(claimed: dict) -> str:
+        if is_centre(claimed):
+            address = centre_emails.get(claimed["community_id"])
+            if not address:
+                raise Unreachable("no email address is configured for this service centre")
+            return address
+        contact = contacts.get(claimed["resident_id"])
+        if contact is None:  # the look-up failed, or the registry does not know the resident (yet)
+            raise ChannelError(failure or "contact lookup failed: no such resident in the registry")
+        return address_from_contact(contact, claimed["channel"])
+
+    return address_of
 
 
 def is_centre(claimed: dict) -> bool:

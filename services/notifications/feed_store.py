@@ -85,18 +85,27 @@ def subscriptions_of(db, partner_id: str) -> list[dict]:
     return list(db[SUBSCRIPTIONS].find({"partner_id": partner_id}).sort("created_at", ASCENDING))
 
 
-def record_messages(db, envelopes: list) -> int:
-    """Record each of ``envelopes`` in the log of every active subscription it matches, with the
-    partner's next sequence numbers, in the caller's transaction (``db.session``): a handful of
-    writes for the whole batch. Returns the entries made."""
-    session = db.session
+def active_subscriptions(db, envelopes: list, session=None) -> list[dict]:
+    """The active subscriptions to any of the types of ``envelopes`` (a small collection: one read)."""
     types = sorted({envelope.type for envelope in envelopes})
-    subscriptions = list(db[SUBSCRIPTIONS].find({"status": "active", "types": {"$in": types}}, session=session))
+    return list(db[SUBSCRIPTIONS].find({"status": "active", "types": {"$in": types}}, session=session))
+
+
+def matching(subscriptions: list[dict], envelope) -> list[dict]:
+    return [s for s in subscriptions if feeds.subscription_matches(s, envelope.type, envelope.community)]
+
+
+def record_messages(db, envelopes: list, subscriptions: list[dict] | None = None) -> int:
+    """Record each of ``envelopes`` in the log of every active subscription it matches (of
+    ``subscriptions``, else read now), with the partner's next sequence numbers, in the caller's
+    transaction (``db.session``): a handful of writes for the whole batch. Returns the entries made."""
+    session = db.session
+    if subscriptions is None:
+        subscriptions = active_subscriptions(db, envelopes, session=session)
     by_partner = {}
     for envelope in envelopes:
-        for subscription in subscriptions:
-            if feeds.subscription_matches(subscription, envelope.type, envelope.community):
-                by_partner.setdefault(subscription["partner_id"], []).append((subscription, envelope))
+        for subscription in matching(subscriptions, envelope):
+            by_partner.setdefault(subscription["partner_id"], []).append((subscription, envelope))
     at, entries, deliveries = now(), [], []
     for partner_id, matched in by_partner.items():
         # Incremented inside the transaction: a concurrent one conflicts and retries after this

@@ -17,11 +17,11 @@ from nameko.rpc import RpcProxy, rpc
 from pymongo.errors import DuplicateKeyError
 
 from services.common.auth import Forbidden, principal_from_header
-from services.common.multi_source import multi_source_message_handler
 from services.common.timers import configured_timer
 from services.common.web import ApiError, Conflict, NotFound, api, load, read_json
 from services.notifications import feed_delivery, feed_store, feeds, webhooks
 from services.notifications.broker_admin import BrokerAdminError, PartnerBroker
+from services.notifications.feed_recording import feed_recorder
 
 ADMIN_SCOPE = "notifications:admin"
 FEED_READ_SCOPE = "feeds:read"
@@ -197,9 +197,9 @@ class PartnerFeeds:
 
     # -- the feed: recording, delivering, reading ----------------------------
 
-    @multi_source_message_handler(feeds.partner_feed_types(), batch=True)
-    def record_feed_entries(self, envelopes):
-        feed_store.record_messages(self.db, envelopes)
+    @feed_recorder(feeds.partner_feed_types())
+    def record_feed_entries(self, envelopes, subscriptions):
+        feed_store.record_messages(self.db, envelopes, subscriptions)
 
     @configured_timer("FEED_POLL_SECONDS", default=2)
     def relay_feed_deliveries(self):

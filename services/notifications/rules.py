@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
 from zoneinfo import ZoneInfo
 
 from services.notifications import store
 from services.notifications.compose import Composer, centre_of
+from services.notifications.event_view import EventDetails
 from services.notifications.policy import Preferences
 
 
@@ -23,7 +23,7 @@ class Context:
     session: object
     now: datetime
     defaults: Preferences  # the community's time zone and quiet hours
-    event_details: Callable[[str], dict]  # event id -> title, venue, start, capacity (events service)
+    event_details: EventDetails  # event id -> title, venue, start, capacity (the view, else events)
     community_names: dict
     centre_emails: dict
 
@@ -99,14 +99,26 @@ def to_registrants(kind: str, statuses=store.HOLDING_REGISTRATION):
     return rule
 
 
-def to_the_registrant(kind: str, *extra_fields: str):
-    """registration.confirmed / waitlisted / promoted: the resident it is about."""
+def to_the_registrants(kind: str, *extra_fields: str):
+    """registration.confirmed / waitlisted / promoted, a batch of them: each the resident it is about.
+    One read of the events' details, one of residents and one of preferences, however many."""
 
-    def rule(ctx: Context, envelope) -> list:
-        facts = envelope.data
-        variables = {"event": ctx.event_details(facts["event_id"]), **{f: facts[f] for f in extra_fields}}
-        composer = Composer(kind, envelope.id, variables, ctx.now)
-        return _records(composer, ctx.recipients({"_id": facts["resident_id"]}))
+    def rule(ctx: Context, envelopes) -> list:
+        events = ctx.event_details.many(e.data["event_id"] for e in envelopes)
+        resident_ids = sorted({e.data["resident_id"] for e in envelopes})
+        recipients = {r.id: r for r in ctx.recipients({"_id": {"$in": resident_ids}})}
+        rendered, records = {}, []
+        for envelope in envelopes:
+            facts = envelope.data
+            recipient = recipients.get(facts["resident_id"])
+            if recipient is None:
+                continue
+            extra = {f: facts[f] for f in extra_fields}
+            same_text = (facts["event_id"], *(str(value) for value in extra.values()))
+            composer = Composer(kind, envelope.id, {"event": events[facts["event_id"]], **extra}, ctx.now,
+                                rendered=rendered.setdefault(same_text, {}))
+            records += _records(composer, [recipient])
+        return records
 
     return rule
 
@@ -140,11 +152,13 @@ def reminders_due(ctx: Context) -> list:
     tomorrow = ctx.now.astimezone(zone).date() + timedelta(days=1)
     start = datetime.combine(tomorrow, datetime.min.time(), tzinfo=zone)
     records = []
-    for event in store.events_starting(ctx.db, start, start + timedelta(days=1)):
+    starting = store.events_starting(ctx.db, start, start + timedelta(days=1))
+    details = ctx.event_details.many(event["_id"] for event in starting)
+    for event in starting:
         registrants = store.registrant_ids(ctx.db, event["_id"])
         if not registrants:
             continue
         fact = f"{event['_id']}@{event['starts_at'].isoformat()}"  # a moved event is reminded again
-        composer = Composer("event_reminder", fact, {"event": ctx.event_details(event["_id"])}, ctx.now)
+        composer = Composer("event_reminder", fact, {"event": details[event["_id"]]}, ctx.now)
         records += _records(composer, ctx.recipients({"_id": {"$in": registrants}}))
     return records

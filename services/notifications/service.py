@@ -30,6 +30,7 @@ from services.common.web import NotFound, api, load, load_query, read_json
 from services.notifications import delivery, feed_store, rules, store
 from services.notifications.channels import Channels
 from services.notifications.compose import quiet_hours_from
+from services.notifications.event_view import EventDetails
 from services.notifications.partners import PartnerFeeds
 from services.notifications.policy import Preferences
 from services.notifications.schemas import InboxQuery, PreferencesSchema, UnsubscribeQuery
@@ -97,7 +98,9 @@ class NotificationsService(ServiceBase, PartnerFeeds):
     @message_handler("events", EVENT_CHANGED)
     def on_event_changed(self, envelope):
         store.upsert_event(self.db, envelope.data, "scheduled", session=self.db.session)
-        self._create(rules.to_registrants("event_changed")(self._context(), envelope))
+        context = self._context()
+        context.event_details.refresh([envelope.data["event_id"]])  # the venue may be new; the message has none
+        self._create(rules.to_registrants("event_changed")(context, envelope))
 
     @message_handler("events", EVENT_CANCELLED)
     def on_event_cancelled(self, envelope):
@@ -110,26 +113,29 @@ class NotificationsService(ServiceBase, PartnerFeeds):
     def on_event_completed(self, envelope):
         store.upsert_event(self.db, envelope.data, "completed", session=self.db.session)
 
-    @message_handler("events", REGISTRATION_CONFIRMED)
-    def on_registration_confirmed(self, envelope):
-        store.set_registration(self.db, envelope.data, "confirmed", session=self.db.session)
-        self._create(rules.to_the_registrant("registration_confirmed")(self._context(), envelope))
+    @message_handler("events", REGISTRATION_CONFIRMED, batch=True)
+    def on_registration_confirmed(self, envelopes):
+        self._registrations(envelopes, "confirmed", rules.to_the_registrants("registration_confirmed"))
 
-    @message_handler("events", REGISTRATION_WAITLISTED)
-    def on_registration_waitlisted(self, envelope):
-        store.set_registration(self.db, envelope.data, "waitlisted", session=self.db.session)
-        rule = rules.to_the_registrant("registration_waitlisted", "waitlist_position")
-        self._create(rule(self._context(), envelope))
+    @message_handler("events", REGISTRATION_WAITLISTED, batch=True)
+    def on_registration_waitlisted(self, envelopes):
+        rule = rules.to_the_registrants("registration_waitlisted", "waitlist_position")
+        self._registrations(envelopes, "waitlisted", rule)
 
-    @message_handler("events", REGISTRATION_PROMOTED)
-    def on_registration_promoted(self, envelope):
-        store.set_registration(self.db, envelope.data, "offered", session=self.db.session)
-        self._create(rules.to_the_registrant("registration_promoted", "confirm_by")(self._context(), envelope))
+    @message_handler("events", REGISTRATION_PROMOTED, batch=True)
+    def on_registration_promoted(self, envelopes):
+        self._registrations(envelopes, "offered", rules.to_the_registrants("registration_promoted", "confirm_by"))
 
-    @message_handler("events", REGISTRATION_CANCELLED)
-    def on_registration_cancelled(self, envelope):
-        status = "cancelled_with_event" if envelope.data["reason"] == "event_cancelled" else "cancelled"
-        store.set_registration(self.db, envelope.data, status, session=self.db.session)
+    @message_handler("events", REGISTRATION_CANCELLED, batch=True)
+    def on_registration_cancelled(self, envelopes):
+        store.set_registrations(self.db, [
+            (e.data, "cancelled_with_event" if e.data["reason"] == "event_cancelled" else "cancelled")
+            for e in envelopes], session=self.db.session)
+
+    def _registrations(self, envelopes, status: str, rule) -> None:
+        """A batch of one registration message type: the registrations, then the notifications."""
+        store.set_registrations(self.db, [(e.data, status) for e in envelopes], session=self.db.session)
+        self._create(rule(self._context(), envelopes))
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -179,8 +185,9 @@ class NotificationsService(ServiceBase, PartnerFeeds):
 
     @rpc
     def run_deliveries(self) -> dict:
-        return delivery.deliver_due(self.db, self.channels, self._address_of, self._unsubscribe_url, _now,
-                                    self._delivery_settings(), finish=self._finish_deliveries)
+        return delivery.deliver_due(self.db, self.channels, None, self._unsubscribe_url, _now,
+                                    self._delivery_settings(), finish=self._finish_deliveries,
+                                    addresses_for=self._addresses_for)
 
     @rpc
     def run_digests(self, now: str | None = None) -> int:
@@ -234,18 +241,12 @@ class NotificationsService(ServiceBase, PartnerFeeds):
     # -- helpers ------------------------------------------------------------------------------------
 
     def _context(self, now=None, session="handler") -> rules.Context:
-        details = {}
-
-        def event_details(event_id):
-            if event_id not in details:
-                details[event_id] = self.events.get(event_id)
-            return details[event_id]
-
+        session = self.db.session if session == "handler" else session
         return rules.Context(
-            db=self.db, session=self.db.session if session == "handler" else session, now=now or _now(),
+            db=self.db, session=session, now=now or _now(),
             defaults=Preferences(time_zone=self._time_zone(),
                                  quiet_hours=quiet_hours_from(self.config.get("DEFAULT_QUIET_HOURS", "22:00-08:00"))),
-            event_details=event_details,
+            event_details=EventDetails(self.db, session, self.events.get),
             community_names=self.config.get("COMMUNITY_NAMES") or {},
             centre_emails=self.config.get("SERVICE_CENTRE_EMAILS") or {})
 
@@ -309,14 +310,12 @@ class NotificationsService(ServiceBase, PartnerFeeds):
     def _time_zone(self) -> str:
         return self.config.get("COMMUNITY_TIME_ZONE") or "Asia/Shanghai"
 
-    def _address_of(self, claimed: dict) -> str:
-        if delivery.is_centre(claimed):
-            address = (self.config.get("SERVICE_CENTRE_EMAILS") or {}).get(claimed["community_id"])
-            if not address:
-                raise delivery.Unreachable("no email address is configured for this service centre")
-            return address
-        contact = self.open_personal(self.residents.get_contact(claimed["resident_id"], "notify"))
-        return delivery.address_from_contact(contact, claimed["channel"])
+    def _addresses_for(self, claimed_batch: list[dict]):
+        """The addresses of a batch of deliveries: one RPC for its residents' contacts (sealed for this service)."""
+        def get_contacts(resident_ids):
+            return [self.open_personal(sealed) for sealed in self.residents.get_contacts(resident_ids, "notify")]
+
+        return delivery.address_book(claimed_batch, get_contacts, self.config.get("SERVICE_CENTRE_EMAILS") or {})
 
     def _unsubscribe_url(self, claimed: dict) -> str:
         token = jwt.encode({"sub": claimed["resident_id"], "category": claimed["category"], "channel": "email",

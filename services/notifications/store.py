@@ -2,7 +2,8 @@
 
 Projections (``audience``, ``events``, ``registrations``) are built from the
 messages the service consumes, so deciding who to tell needs no call to
-another service; contact addresses are the exception, read at send time.
+another service; contact addresses are the exception, read at send time, and
+an event's title and venue, read once per event (``event_view``).
 """
 from __future__ import annotations
 
@@ -145,11 +146,13 @@ def events_starting(db, start: datetime, end: datetime) -> list[dict]:
     return list(db[EVENTS].find({"status": "scheduled", "starts_at": {"$gte": start, "$lt": end}}))
 
 
-def set_registration(db, facts: dict, status: str, session=None) -> None:
-    db[REGISTRATIONS].update_one(
-        {"_id": f"{facts['event_id']}:{facts['resident_id']}"},
-        {"$set": {"event_id": facts["event_id"], "resident_id": facts["resident_id"], "status": status}},
-        upsert=True, session=session)
+def set_registrations(db, changes: list[tuple[dict, str]], session=None) -> None:
+    """``(facts, status)`` of registrations, in one round trip, in the order given (the last word wins)."""
+    if changes:
+        db[REGISTRATIONS].bulk_write([UpdateOne(
+            {"_id": f"{facts['event_id']}:{facts['resident_id']}"},
+            {"$set": {"event_id": facts["event_id"], "resident_id": facts["resident_id"], "status": status}},
+            upsert=True) for facts, status in changes], ordered=True, session=session)
 
 
 def registrant_ids(db, event_id: str, statuses=HOLDING_REGISTRATION, session=None) -> list[str]:

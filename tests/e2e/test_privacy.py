@@ -3,7 +3,7 @@
 The platform runs as `make run` starts it, with an SMTP sink and an SMS gateway, and a partner
 department entitled to personal fields reads its feed. Residents with names, phones, emails,
 birth dates and document numbers no other data can contain are registered, welcomed by in-app,
-email and SMS (notifications asks residents for the address: RPC ``get_contact``), shown to the
+email and SMS (notifications asks residents for the addresses of a batch: RPC ``get_contacts``), shown to the
 partner with their personal fields (RPC ``get_for_partner``), registered for an event, and one
 is erased. A queue bound to every exchange of the run's vhost — the four events exchanges,
 ``nameko-rpc`` (every RPC request and reply), retry, dead-letter and feed exchanges alike — keeps
@@ -157,7 +157,7 @@ def act(linli, headers, smtp, sms):
                for change in ({}, {"nationality": "XX"}, {"email": "not an address " + PEOPLE[0]["email"]})]
     assert [r.status_code for r in refused] == [409, 400, 400], [r.text for r in refused]
     reachable = sum(1 for person in PEOPLE if person.get("consent"))
-    until(lambda: len(smtp.messages()) >= reachable, "the welcome emails")  # addresses from get_contact
+    until(lambda: len(smtp.messages()) >= reachable, "the welcome emails")  # addresses from get_contacts
     until(lambda: len(sms.received) >= reachable, "the welcome SMS")
     assert {m["To"] for m in smtp.messages()} >= {p["email"] for p in PEOPLE if p.get("consent")}
     feed = f"{base['notifications']}/feeds/{PARTNER['id']}"
@@ -271,6 +271,6 @@ def test_personal_data_appears_only_where_the_residents_service_keeps_them(linli
                f" {len(hits)} hits")
     print(summary, *hits, sep="\n  ")
     assert {"nameko-rpc", "residents.events", "events.events", "notifications.events"} <= tap.exchanges
-    assert {"residents.get_contact", "residents.get_for_partner"} <= rpc_calls, "the scenario reads contacts and feeds"
+    assert {"residents.get_contacts", "residents.get_for_partner"} <= rpc_calls, "the scenario reads contacts and feeds"
     assert len(tap.messages) >= 3 * len(PEOPLE) and len(logs) >= len(SOURCES)
     assert not hits, summary + "\n" + "\n".join(hits)

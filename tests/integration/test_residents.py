@@ -203,6 +203,33 @@ def test_get_contact_returns_only_what_the_purpose_needs_and_is_audited(api, con
     assert [(a["purpose"], a["granted"]) for a in audit] == [("notify", True), ("marketing", False)]
 
 
+def test_get_contacts_answers_many_in_one_call_sealed_and_audited_as_get_contact(api, config, mongo_client):
+    marie = register(api, {**MARIE, "email": "marie.dubois@example.fr"})
+    wang = register(api, WANG)
+    assert api()("POST", f"/residents/{wang}/departure", json={"reason": "moved_away"}).status_code == 200
+    unknown = "0123456789abcdef01234567"
+    database = mongo_client[config["MONGO_DB_PREFIX"] + "residents"]
+    with ServiceRpcProxy("residents", config) as residents:
+        replies = residents.get_contacts([marie, wang, unknown, marie, "not-an-id"], "notify")
+        from nameko.exceptions import RemoteError
+
+        with pytest.raises(RemoteError, match="UnknownPurpose"):
+            residents.get_contacts([marie], "marketing")
+    wire = json.dumps(replies).lower()
+    assert not [value for value in ("marie", "dubois", "+33 6", "example.fr", "13800001111") if value in wire]
+    by_id = {reply["resident_id"]: reply for reply in replies}
+    assert sorted(by_id) == sorted([marie, wang])  # the unknown left out, each once
+    assert by_id[wang] == {"resident_id": wang, "reachable": False}  # departed
+    assert by_id[marie]["sealed_for"] == "notifications"
+    contact = open_sealed(by_id[marie], TEST_READER_PRIVATE_KEY)
+    assert (contact["email"], contact["phone"], contact["reachable"]) == ("marie.dubois@example.fr", MARIE["phone"], True)
+    assert set(contact) == {"resident_id", "reachable", "preferred_language", "consent", "phone", "email",
+                            "community_id"}
+    audit = sorted((a["resident_id"], a["purpose"], a["granted"]) for a in database["contact_audit"].find())
+    assert audit == sorted([(marie, "notify", True), (wang, "notify", True), (unknown, "notify", True),
+                            ("not-an-id", "notify", True), (marie, "marketing", False)])
+
+
 def test_a_plain_rpc_client_reads_no_personal_value_in_any_reply(api, config):
     """Any broker user may call an RPC (or read its reply on nameko-rpc): the personal part of a contact or
     a partner's fields is sealed for notifications, and ``get`` and ``household`` leave it out."""
