@@ -33,10 +33,14 @@ def service_classes() -> dict[str, type]:
 
 
 def published_constants(service: str) -> set[str]:
-    """Names passed as the first argument of ``publish(...)`` anywhere in a service's package."""
+    """Names a service publishes: the first argument of ``publish(...)`` anywhere in its package, and
+    the first element of ``(TYPE, data, ...)`` tuples in a module that stages them with ``stage_many``
+    (when that name is a message type of contracts/)."""
     found = set()
     for path in (ROOT / "services" / service).glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        stages_many = any(isinstance(node, ast.Attribute) and node.attr == "stage_many" for node in ast.walk(tree))
+        for node in ast.walk(tree):
             if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Name):
                 func = node.func
                 # publish(...) and self.publish(...): the MessageDispatcher, not a raw broker publisher.
@@ -45,6 +49,9 @@ def published_constants(service: str) -> set[str]:
                     and isinstance(func.value, ast.Name) and func.value.id == "self")
                 if through_dispatcher:
                     found.add(node.args[0].id)
+            elif (stages_many and isinstance(node, ast.Tuple) and node.elts and isinstance(node.elts[0], ast.Name)
+                  and isinstance(getattr(contracts, node.elts[0].id, None), MessageType)):
+                found.add(node.elts[0].id)
     return found
 
 
