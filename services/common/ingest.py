@@ -267,7 +267,8 @@ def once_each(database, envelopes: list[Envelope], effect, transaction=None) -> 
 
 
 def _stored_results(records, keys: list[str]) -> dict:
-    return {doc["_id"]: doc["result"] for doc in records.find({"_id": {"$in": sorted(set(keys))}}, {"result": 1})}
+    found = records.find({"_id": {"$in": sorted(set(keys))}}, {"result": 1}).batch_size(len(keys) + 1)  # no getMore
+    return {doc["_id"]: doc["result"] for doc in found}
 
 
 def _own_transaction(database):

@@ -309,14 +309,19 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _database_of(service) -> Database:
-    found = [value for value in vars(service).values() if isinstance(value, Database)]
-    if len(found) != 1:
+def _database_and_outbox(service):
+    """The service's one ``MongoDatabase`` and, if it has one, its ``Outbox`` staging: what a handler
+    publishes through it is written once per batch, in the handler's transaction (``exactly_once``)."""
+    from services.common.outbox import Staging  # here: the outbox imports this module
+
+    databases = [value for value in vars(service).values() if isinstance(value, Database)]
+    outboxes = [value for value in vars(service).values() if isinstance(value, Staging)]
+    if len(databases) != 1 or len(outboxes) > 1:
         raise RuntimeError(
-            f"{type(service).__name__} needs exactly one MongoDatabase dependency "
-            f"for exactly-once message handling (found {len(found)})"
+            f"{type(service).__name__} needs exactly one MongoDatabase dependency for exactly-once message "
+            f"handling, and one Outbox at most (found {len(databases)} and {len(outboxes)})"
         )
-    return found[0]
+    return databases[0], (outboxes or [None])[0]
 
 
 def _handled_exactly_once(method, batch: bool):
@@ -333,7 +338,8 @@ def _handled_exactly_once(method, batch: bool):
                 for envelope in fresh:
                     method(self, envelope)
 
-        fresh = _database_of(self).exactly_once(consumer, envelopes, effect)
+        database, outbox = _database_and_outbox(self)
+        fresh = database.exactly_once(consumer, envelopes, effect, outbox=outbox)
         fresh_ids = {envelope.id for envelope in fresh}
         for envelope in envelopes:
             outcome = "processed" if envelope.id in fresh_ids else "duplicate"

@@ -11,6 +11,7 @@ share that alias's client until the last of them stops.
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from functools import partial
 
@@ -78,7 +79,7 @@ class Database:
     def __getitem__(self, collection_name: str):
         return self.db[collection_name]
 
-    def exactly_once(self, consumer: str, envelopes: list, effect) -> list:
+    def exactly_once(self, consumer: str, envelopes: list, effect, outbox=None) -> list:
         """Run ``effect(fresh)`` in a transaction that also records each envelope id as processed.
 
         ``fresh`` is ``envelopes`` less those this consumer has already
@@ -92,14 +93,24 @@ class Database:
         which aborts the transaction, and it runs again reading which ids are
         taken. A transaction that conflicts with a concurrent one is retried by
         pymongo's ``with_transaction``.
+
+        ``outbox``: the worker's outbox staging (``outbox.Staging``), if the
+        service has one: what the effect stages through it in this session is
+        written in one command at the effect's end, commits with the claims, and
+        is published after the commit (``Staging.committing``).
         """
         claims = self.db[PROCESSED_COLLECTION]
         ids = {f"{consumer}:{envelope.id}": envelope for envelope in envelopes}
 
-        def in_transaction(session, look_first: bool):
+        def in_transaction(session, look_first: bool, collect):
+            with collect(session):
+                return claim_and_apply(session, look_first)
+
+        def claim_and_apply(session, look_first: bool):
             taken = set()
             if look_first:
-                taken = {doc["_id"] for doc in claims.find({"_id": {"$in": list(ids)}}, {"_id": 1}, session=session)}
+                taken = {doc["_id"] for doc in claims.find({"_id": {"$in": list(ids)}}, {"_id": 1}, session=session)
+                         .batch_size(len(ids) + 1)}  # one round trip: no getMore to learn the end
             fresh_ids = [claim_id for claim_id in ids if claim_id not in taken]
             if not fresh_ids:
                 return []
@@ -113,14 +124,20 @@ class Database:
                 self.session = None
             return fresh
 
-        for attempt in range(3):
-            try:
-                with self.client.start_session() as session:
-                    return session.with_transaction(partial(in_transaction, look_first=attempt > 0))
-            except (DuplicateKeyError, BulkWriteError):
-                if attempt == 2:
-                    raise
+        with outbox.committing() if outbox is not None else nullcontext(_collect_nothing) as collect:
+            for attempt in range(3):
+                try:
+                    with self.client.start_session() as session:
+                        return session.with_transaction(partial(in_transaction, look_first=attempt > 0,
+                                                                collect=collect))
+                except (DuplicateKeyError, BulkWriteError):
+                    if attempt == 2:
+                        raise
         raise AssertionError("unreachable")
+
+
+def _collect_nothing(session):
+    return nullcontext()
 
 
 class MongoDatabase(DependencyProvider):

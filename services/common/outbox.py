@@ -13,9 +13,13 @@ consumers skip an envelope id they have handled. The outbox so holds only what w
 ``staging.transaction(work)`` runs ``work(session, publish)`` in one transaction and
 publishes after the commit: the use case writes with ``session=session`` and calls
 ``publish(TYPE, data, ...)`` as it would the dispatcher; what it publishes is staged in
-one write (and published from memory, not read back). ``staging.batch(session)`` does
-the same inside a transaction someone else runs (``exactly_once``). ``backlog(database)`` is what
-operators watch: how many envelopes wait, and how long the oldest has.
+one write (and published from memory, not read back). ``staging.committing()`` does the same
+around a transaction someone else runs: ``exactly_once`` runs every message handler in it, so
+whatever a handler publishes through the outbox (``stage(self.db.session, ...)``, ``publisher``,
+``stage_many``) costs its batch one write, whatever the number of messages, and no read-back.
+``staging.batch(session)`` collects for one write without knowing whether the transaction commits
+(read back after it). ``backlog(database)`` is what operators watch: how many envelopes wait, and
+how long the oldest has.
 
 ``LINLI_FAILPOINT`` (tests only) makes the process die at ``outbox:after-commit``
 or ``outbox:after-publish``, the two places where a crash could lose or repeat.
@@ -25,7 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -260,9 +264,9 @@ class Staging:
 
     def __init__(self, outbox: Outbox, worker_ctx):
         self.outbox, self.worker_ctx = outbox, worker_ctx
-        self.committed: list[dict] = []  # records of transactions ``transaction`` saw commit
-        self.unverified: list[str] = []  # ids written in a transaction run elsewhere: sent if committed
-        self._open = None  # (session, staged) while ``batch`` collects for one write
+        self.committed: list[dict] = []  # records of transactions ``committing`` saw commit
+        self.unverified: list[str] = []  # ids written in a transaction not seen to end: sent if committed
+        self._open = None  # (session, staged) while ``batch`` or ``committing`` collects for one write
 
     def __call__(self, session, message_type: MessageType, data: dict, **kwargs) -> str:
         record = self.outbox.record(self.worker_ctx, message_type, data, **kwargs)
@@ -288,37 +292,60 @@ class Staging:
     @contextmanager
     def batch(self, session):
         """``with stage.batch(session) as publish:`` what is published inside is staged in one write
-        (two if some ids are fact ids that may repeat) when the block ends, in ``session``'s transaction."""
+        (two if some ids are fact ids that may repeat) when the block ends, in ``session``'s transaction;
+        inside a block already collecting for ``session`` (``committing``), in that block's write."""
+        if self._open is not None and self._open[0] is session:
+            yield self.publisher(session)
+            return
+        written: list[dict] = []
+        with self._collecting(session, written) as publish:
+            yield publish
+        self.unverified.extend(r["_id"] for r in written)
+
+    @contextmanager
+    def committing(self):
+        """``with stage.committing() as collect:`` around a transaction whose every attempt runs its body
+        ``with collect(session):`` (``exactly_once``, ``transaction``): what the body stages in ``session``,
+        by any of the calls above, is written in one command at its end (two if some ids are fact ids).
+        When the block ends, the transaction committed: what its last attempt staged is published from
+        memory. When it ends in an error, that attempt is read back at the flush and sent if committed."""
+        last_attempt: list[dict] = []
+
+        def collect(session):
+            last_attempt.clear()  # an attempt aborted and run again: its envelopes are gone with it
+            return self._collecting(session, last_attempt)
+
+        try:
+            yield collect
+        except BaseException:
+            self.unverified.extend(r["_id"] for r in last_attempt)
+            raise
+        self.committed.extend(last_attempt)
+        self.flush()
+
+    @contextmanager
+    def _collecting(self, session, written: list):
         staged: list = []
         outer, self._open = self._open, (session, staged)
         try:
             yield self.publisher(session)
         finally:
             self._open = outer
-        self.unverified.extend(r["_id"] for r in self._write(session, staged))
-
-    def _write(self, session, staged: list) -> list[dict]:
         for fresh in (True, False):
             self.outbox.write(session, [r for records, f in staged if f is fresh for r in records], fresh)
-        return [r for records, _ in staged for r in records]
+        written.extend(r for records, _ in staged for r in records)
 
-    def transaction(self, work):
+    def transaction(self, work, turn=None):
         """``work(session, publish)`` in one transaction (retried whole on a transient conflict),
-        then what it published is sent; returns what ``work`` returned."""
-        def attempt(session):
-            staged: list = []
-            outer, self._open = self._open, (session, staged)
-            try:
-                result = work(session, self.publisher(session))
-            finally:
-                self._open = outer
-            return result, self._write(session, staged)
+        then what it published is sent; returns what ``work`` returned. ``turn``: a context held
+        from before the transaction until its commit, not while publishing."""
+        with self.committing() as collect:
+            def attempt(session):
+                with collect(session) as publish:
+                    return work(session, publish)
 
-        with self.outbox.client().start_session() as session:
-            result, records = session.with_transaction(attempt)
-        self.committed.extend(records)
-        self.flush()
-        return result
+            with turn or nullcontext(), self.outbox.client().start_session() as session:
+                return session.with_transaction(attempt)
 
     def flush(self) -> None:
         if not (self.committed or self.unverified):

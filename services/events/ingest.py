@@ -1,8 +1,10 @@
 """``event.proposed``: a community organisation's proposal, sent by an internal system, becomes a draft event.
 
 The proposal is loaded through the same ``CreateEvent`` rules as ``POST /events``
-(one event, no series); the draft and the record that this message was ingested
-are written in one transaction, so a redelivery finds the same draft.
+(one event, no series); a batch of proposals' drafts and the records that the
+messages were ingested are written in one transaction, so a redelivery finds the
+same draft: a batch costs a look-up of the records, the drafts' insert, the
+records' insert and the commit, whatever its size.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from datetime import datetime, timezone
 
 from marshmallow import ValidationError
 
-from services.common.ingest import IngestRejected, error, once, rejected_from_validation
+from services.common.ingest import IngestRejected, error, once_each, rejected_from_validation
 from services.events import domain
 from services.events.documents import Event
 
@@ -30,16 +32,27 @@ def proposal_command(data: dict, now: datetime) -> dict:
     return command
 
 
-def propose(database, envelope) -> dict:
-    """Create the proposal's draft once per message; returns the ``ingest.accepted`` outcome."""
-    command = proposal_command(envelope.data, datetime.now(timezone.utc))
+def propose_all(database, envelopes) -> list:
+    """Create each proposal's draft once per message, a batch in one transaction with the records that
+    the messages were ingested; returns, for each envelope, its ``ingest.accepted`` outcome or the
+    ``IngestRejected`` that parks it (a rejected one is not recorded: sent again, it is judged again)."""
+    def create(session, fresh):
+        outcomes = [_draft_of(envelope.data, datetime.now(timezone.utc)) for envelope in fresh]  # anew each attempt
+        drafts = [outcome for outcome in outcomes if isinstance(outcome, dict)]
+        if drafts:
+            Event._get_collection().insert_many(drafts, session=session)
+        return [outcome if isinstance(outcome, IngestRejected) else
+                {"outcome": "draft_created", "event_id": str(outcome["_id"])} for outcome in outcomes]
+
+    return once_each(database, envelopes, create)
+
+
+def _draft_of(data: dict, now: datetime):
+    """The draft event to store (its ``_id`` given by the insert), or the ``IngestRejected`` naming every broken rule."""
+    try:
+        command = proposal_command(data, now)
+    except IngestRejected as rejected:
+        return rejected
     draft = Event(**command, places_left=command["capacity"])
     draft.validate()
-    document = draft.to_mongo().to_dict()
-
-    def create(session):
-        Event._get_collection().insert_one(document, session=session)
-        return {"outcome": "draft_created", "event_id": str(document["_id"])}
-
-    result, _ = once(database, envelope, create)
-    return result
+    return draft.to_mongo().to_dict()

@@ -173,9 +173,9 @@ class EventsService(ServiceBase):
 
     # -- the ingest door, for internal systems of the city --------------------
 
-    @ingest_handler(EVENT_PROPOSED)
-    def ingest_proposal(self, envelope):
-        return ingest.propose(self.db, envelope)
+    @ingest_handler(EVENT_PROPOSED, batch=True)
+    def ingest_proposal(self, envelopes):
+        return ingest.propose_all(self.db, envelopes)
 
     # -- RPC and timers -------------------------------------------------------
 
@@ -245,10 +245,8 @@ class EventsService(ServiceBase):
     def _stored_in_turn(self, event_id: str, work):
         """``_stored`` for work that writes the event's places: one such transaction of an event at a
         time in this process (``registrations.one_at_a_time``) until its commit; then it is published."""
-        with registrations.one_at_a_time(event_id), self.db.client.start_session() as session:
-            result = session.with_transaction(lambda s: work(self.outbox.publisher(s), s))
-        self.outbox.flush()
-        return result
+        return self.outbox.transaction(lambda session, publish: work(publish, session),
+                                       turn=registrations.one_at_a_time(event_id))
 
     def _register(self, event_id: str, resident: dict) -> dict:
         registration, position = self._stored_in_turn(event_id, lambda publish, session: registrations.register(

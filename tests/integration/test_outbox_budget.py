@@ -6,10 +6,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from nameko.rpc import rpc
 from nameko.standalone.rpc import ServiceRpcProxy
+from nameko.testing.services import entrypoint_hook
 
-from contracts import RESIDENT_IMPORT_COMPLETED
+from contracts import RESIDENT_IMPORT_COMPLETED, RESIDENT_REGISTERED, build_envelope, parse_envelope
 from services.common import bookkeeping
-from services.common.messaging import fact_id
+from services.common.messaging import fact_id, message_handler
 from services.common.mongo import PROCESSED_COLLECTION, MongoDatabase
 from services.common.outbox import OUTBOX, Outbox, backlog
 from tests.integration.test_residents_budget import commands, spent, until
@@ -63,6 +64,79 @@ def test_staging_and_relaying_a_batch_costs_the_same_few_commands_whatever_its_s
     assert many == few, "a batch of 500 costs what a batch of 5 does"
     assert sum(many.values()) <= 4, many  # write, commit, delete (and an idle poll, if one fell in between)
     assert len([m for m in stager.tap.messages() if m["type"] == "resident.import_completed"]) == 505
+
+
+class Relayer:
+    """A consumer that publishes, per message it handles, in the three ways a handler may: one envelope
+    (``publisher``), a list (``stage_many``), and inside a ``batch`` block of its own."""
+    name = "relayer"
+    db = MongoDatabase("relayer")
+    outbox = Outbox("relayer", poll_every_s=3600)
+
+    @message_handler("producer", RESIDENT_REGISTERED, batch=True)
+    def relay(self, envelopes):
+        self.db["effects"].insert_many([{"_id": e.data["resident_id"]} for e in envelopes], session=self.db.session)
+        publish = self.outbox.publisher(self.db.session)
+        for envelope in envelopes:
+            number = envelope.data["resident_id"]
+            publish(RESIDENT_IMPORT_COMPLETED, completed(f"{number}-a"))
+            self.outbox.stage_many(self.db.session, [(RESIDENT_IMPORT_COMPLETED, completed(f"{number}-b"), {})])
+            with self.outbox.batch(self.db.session) as publish_in_block:
+                publish_in_block(RESIDENT_IMPORT_COMPLETED, completed(f"{number}-c"),
+                                 message_id=fact_id("relayed", number))
+        if any(envelope.data["resident_id"] == "fail" for envelope in envelopes):
+            raise RuntimeError("the handler fails after publishing")
+
+
+def registered(resident_id: str):
+    return parse_envelope(build_envelope("resident.registered", {**RESIDENT_REGISTERED.example,
+                                                                 "resident_id": resident_id},
+                                         source="linli/producer").to_wire())
+
+
+@pytest.fixture
+def relayer(container_factory, config, bus_tap, mongo_client):
+    tap = bus_tap("relayer")
+    container = container_factory(Relayer, config)
+    container.start()
+    database = mongo_client[config["MONGO_DB_PREFIX"] + "relayer"]
+    time.sleep(0.5)  # the start's own commands are not counted
+
+    def handle(envelopes):
+        before = commands("relayer")
+        try:
+            with entrypoint_hook(container, "relay") as relay:
+                relay(envelopes)
+        finally:
+            until(lambda: database[OUTBOX].count_documents({}) == 0, 30, "the sent envelopes deleted")
+            time.sleep(0.3)
+        return spent(before, commands("relayer"))
+
+    handle.tap, handle.database = tap, database
+    return handle
+
+
+def test_a_handler_batch_stages_what_it_publishes_in_one_write_whatever_its_size(relayer):
+    """Claims, effects and envelopes commit together. The envelopes (new ids, and fact ids that may
+    repeat: one write of each kind) cost the batch two writes, not three per message; they are
+    published from memory after the commit (no read-back), then deleted in one command."""
+    few = relayer([registered(f"few{n}") for n in range(2)])
+    many = relayer([registered(f"many{n}") for n in range(100)])
+    print(f"\n2 messages handled: {few}\n100 messages handled: {many}")
+    assert few == many == {"insert": 3, "update": 1, "commitTransaction": 1, "delete": 1}, many  # claims, effects
+    relayed = [m for m in relayer.tap.messages() if m["type"] == "resident.import_completed"]
+    assert len(relayed) == len({m["id"] for m in relayed}) == 3 * 102
+
+
+def test_a_handler_that_fails_publishes_nothing_and_a_redelivery_nothing_again(relayer):
+    batch = [registered(f"once{n}") for n in range(5)]
+    relayer(batch)
+    assert len(relayer.tap.messages()) == 15
+    assert relayer(batch) == {"insert": 1, "abortTransaction": 1, "find": 1, "commitTransaction": 1}
+    with pytest.raises(RuntimeError):
+        relayer([registered("fail"), registered("with-it")])
+    assert relayer.tap.messages() == [], "what a failed handler staged is gone with its transaction"
+    assert relayer.database["effects"].count_documents({"_id": {"$in": ["fail", "with-it"]}}) == 0
 
 
 def test_what_a_dead_process_left_is_published_by_one_indexed_poll(container_factory, config, bus_tap, mongo_client):

@@ -129,3 +129,36 @@ def test_many_registrations_at_once_abort_nothing_and_cost_little_per_message(re
     spent = f"{sum(cost.values()):.0f} commands: {sorted(cost.items())}"
     assert aborted() == aborted_before, spent
     assert sum(cost.values()) / count <= 0.5, spent  # batches, not one message at a time  # batches, not one message at a time
+
+
+def test_an_assessment_stages_its_messages_in_one_write_whatever_the_number_of_communities(reports, bus_tap):
+    """``community.assessed`` for every community: one write of the outbox records (fact ids: the same
+    month assessed again replaces them) and the commit, inside the transaction, whatever their number;
+    published from memory after the commit."""
+    tap = bus_tap("reports")
+
+    def assessment_cost(communities):
+        batch_cost(reports, [registration(n, community) for community in communities for n in range(2)])
+        IN_TRANSACTIONS.seen.clear()
+        IN_TRANSACTIONS.recording = True
+        before = commands()
+        try:
+            with entrypoint_hook(reports, "assess") as assess:
+                assessed = assess("2026-11")
+        finally:
+            IN_TRANSACTIONS.recording = False
+        return assessed, dict(IN_TRANSACTIONS.seen), grown(before, commands())
+
+    few = assessment_cost([f"few-{n}" for n in range(3)])
+    many = assessment_cost([f"many-{n}" for n in range(30)])
+    print(f"\n3 communities: {few}\n33 communities: {many}")
+    assert (few[0], many[0]) == (3, 33)
+    assert few[1] == many[1] == {"update": 1, "commitTransaction": 1}, (few, many)
+    assert "find" not in many[1] and "insert" not in many[1]
+    # Reading what it ranks: the communities (two distinct), their profiles and months (a find each; the
+    # other finds and the aggregate are the gauges ``commands()`` collects), however many they are.
+    assert few[2] == many[2] and many[2]["find"] <= 5 and "getMore" not in many[2], (few, many)
+    published, deadline = set(), time.monotonic() + 30
+    while len(published) < 33:
+        assert time.monotonic() < deadline, "every community's assessment published"
+        published |= {m["data"]["community_id"] for m in tap.messages() if m["type"] == "community.assessed"}
