@@ -1,7 +1,8 @@
 """Test fixtures: a RabbitMQ vhost and MongoDB-wire server of the run's own.
 
 Integration and e2e tests talk to the real RabbitMQ on localhost (each test
-in a vhost created for it and deleted afterwards, named after this run) and
+in a vhost created for it alone, named after this run, made and deleted in
+batches by tests/vhost_pool.py) and
 to a real SecantusDB started for this run in a temporary data directory.
 """
 import eventlet
@@ -77,11 +78,22 @@ def own_vhost(name: str):
         rabbitmqctl("delete_vhost", name)
 
 
+@pytest.fixture(scope="session")
+def vhost_pool():
+    """This run's vhosts, made and deleted in batches (tests/vhost_pool.py); all gone when the run ends."""
+    from tests.vhost_pool import VhostPool
+
+    pool = VhostPool(lambda: f"linli-test-{RUN_ID}-{next(_vhost_numbers)}")
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def vhost():
-    """A RabbitMQ vhost for this test alone, removed afterwards."""
-    with own_vhost(f"linli-test-{RUN_ID}-{next(_vhost_numbers)}") as name:
-        yield name
+def vhost(vhost_pool):
+    """A RabbitMQ vhost for this test alone, never used before; deleted with its batch."""
+    name = vhost_pool.take()
+    yield name
+    vhost_pool.give_back(name)
 
 
 @pytest.fixture
