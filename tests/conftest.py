@@ -98,8 +98,7 @@ def vhost(vhost_pool):
 
 @pytest.fixture
 def amqp_uri(vhost):
-    host = os.environ.get("LINLI_RABBITMQ_HOST", "127.0.0.1")
-    return f"amqp://guest:guest@{host}:5672/{vhost}"
+    return amqp_uri_of(vhost)
 
 
 @pytest.fixture(scope="session")
@@ -137,9 +136,18 @@ def db_prefix(request):
     return f"linli_test_{RUN_ID}_{next(_vhost_numbers)}_"
 
 
+def amqp_uri_of(vhost: str) -> str:
+    host = os.environ.get("LINLI_RABBITMQ_HOST", "127.0.0.1")
+    return f"amqp://guest:guest@{host}:5672/{vhost}"
+
+
 @pytest.fixture
 def config(amqp_uri, mongo_uri, db_prefix):
     """nameko config for a service container under test."""
+    return service_config(amqp_uri, mongo_uri, db_prefix)
+
+
+def service_config(amqp_uri, mongo_uri, db_prefix):
     return {
         "AMQP_URI": amqp_uri,
         "MONGO_URI": mongo_uri,
@@ -157,15 +165,17 @@ def config(amqp_uri, mongo_uri, db_prefix):
     }
 
 
+def make_token(scopes, communities=("tongzilin",), **kwargs):
+    """A bearer token signed with the test secret."""
+    from services.common.auth import issue_token
+
+    return issue_token(TEST_SECRET, subject="test", scopes=list(scopes), communities=list(communities), **kwargs)
+
+
 @pytest.fixture
 def token():
     """Make a bearer token signed with the test secret."""
-    from services.common.auth import issue_token
-
-    def make(scopes, communities=("tongzilin",), **kwargs):
-        return issue_token(TEST_SECRET, subject="test", scopes=list(scopes), communities=list(communities), **kwargs)
-
-    return make
+    return make_token
 
 
 def _kill(container_or_runner):
@@ -181,6 +191,26 @@ def _kill(container_or_runner):
 @pytest.fixture
 def container_factory(config):
     """nameko's container_factory, but killed before this test's vhost is deleted."""
+    yield from _containers(config)
+
+
+@pytest.fixture(scope="module")
+def module_config(vhost_pool, mongo_uri):
+    """nameko config shared by one module's tests: its own vhost and databases, for tests that only read
+    what they made themselves (a fresh platform per test costs seconds; tests that count or stop things
+    keep ``config``)."""
+    vhost = vhost_pool.take()
+    yield service_config(amqp_uri_of(vhost), mongo_uri, f"linli_test_{RUN_ID}_{next(_vhost_numbers)}_")
+    vhost_pool.give_back(vhost)
+
+
+@pytest.fixture(scope="module")
+def module_container_factory(module_config):
+    """``container_factory`` for one module's shared platform, killed after its last test."""
+    yield from _containers(module_config)
+
+
+def _containers(config):
     from nameko.containers import ServiceContainer
 
     containers = []
