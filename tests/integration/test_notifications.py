@@ -121,6 +121,11 @@ class Platform:
 
 @pytest.fixture
 def platform(container_factory, config, free_port, token, smtp, sms):
+    return start_platform(container_factory, config, free_port, token, smtp, sms)
+
+
+def start_platform(container_factory, config, free_port, token, smtp, sms):
+    """Residents, events and notifications in containers, with real SMTP and SMS servers."""
     urls = {}
     for service_cls, extra in ((ResidentsService, {}), (EventsService, {"PROMOTION_CONFIRM_MINUTES": 60}),
                                (NotificationsService, None)):
