@@ -6,7 +6,8 @@ import pytest
 
 from tests.conftest import free_port, make_token
 from tests.integration.channel_servers import SmsGateway, SmtpServer
-from tests.integration.test_notifications import platform, sms, smtp, start_platform, wait_until  # noqa: F401
+from tests.integration.test_notifications import platform, sms, smtp, start_platform  # noqa: F401
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 EVENTS = 5
@@ -58,7 +59,7 @@ def test_a_community_inbox_pages(platform):
                           permit_type="residence_permit_work", permit_expires_on=expiry)
     with platform.rpc("residents") as residents:
         assert residents.run_permit_reminders() == 3
-    wait_until(lambda: len(platform.call("notifications", "GET", "/communities/tongzilin/inbox").json()["items"]) == 3,
+    until(lambda: len(platform.call("notifications", "GET", "/communities/tongzilin/inbox").json()["items"]) == 3,
                what="three centre notices")
     paged = walk(platform, "/communities/tongzilin/inbox", 1)
     assert len(paged) == 3 and len({i["id"] for i in paged}) == 3

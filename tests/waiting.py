@@ -1,0 +1,11 @@
+"""The one way the tests wait: for a condition, never for a fixed time."""
+import time
+
+
+def until(check, what: str = "the condition", timeout_s: float = 60, interval_s: float = 0.05):
+    """Call ``check`` until it returns something truthy, and return that; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        time.sleep(interval_s)  # green under eventlet's monkey patching
+    return result
