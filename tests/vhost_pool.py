@@ -1,4 +1,4 @@
-"""RabbitMQ vhosts for the tests, made and removed in batches.
+"""RabbitMQ vhosts (and users) for the tests, made and removed in batches.
 
 Each ``rabbitmqctl`` call boots an Erlang VM (about half a second of CPU), and a
 vhost of its own for every test took three of them. One ``rabbitmqctl eval``
@@ -66,3 +66,12 @@ class VhostPool:
         names, self.used = self.used, []
         if names:
             delete_vhosts(names)
+
+
+def delete_users_with_prefix(prefix: str) -> None:
+    """Delete every broker user whose name starts with ``prefix`` (what a test created), in one call."""
+    _eval(
+        f"P = <<\"{prefix}\">>, [rabbit_auth_backend_internal:delete_user(U, <<\"{ACTING_USER}\">>) || "
+        "U <- [proplists:get_value(user, I) || I <- rabbit_auth_backend_internal:list_users()], "
+        "binary:longest_common_prefix([U, P]) =:= byte_size(P)], ok."
+    )

@@ -26,6 +26,7 @@ from services.common.platform import SERVICES as PLATFORM_SERVICES
 from services.common.platform import mongo_uri
 from tests.conftest import RUN_ID, rabbitmqctl
 from tests.integration.channel_servers import SmsGateway, SmtpServer
+from tests.vhost_pool import delete_users_with_prefix
 from tests.waiting import until
 
 pytestmark = pytest.mark.e2e
@@ -250,9 +251,7 @@ def test_personal_data_appears_only_where_the_residents_service_keeps_them(linli
         for mongo in servers.values():
             mongo.close()
         linli.down()
-        for line in rabbitmqctl("list_users", "--no-table-headers").splitlines():
-            if line.startswith(partner_user_prefix):
-                rabbitmqctl("delete_user", line.split("\t")[0])
+        delete_users_with_prefix(partner_user_prefix)
 
     logs = sorted((linli.var_dir / "log").glob("*.log")) + sorted(linli.var_dir.glob("linli-up-*.out"))
     for log in logs:

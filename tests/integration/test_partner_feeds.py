@@ -22,7 +22,8 @@ from services.notifications import feed_store
 from services.events.service import EventsService
 from services.notifications.service import NotificationsService
 from services.residents.service import ResidentsService
-from tests.conftest import RUN_ID, TEST_SECRET, rabbitmqctl
+from tests.conftest import RUN_ID, TEST_SECRET
+from tests.vhost_pool import delete_users_with_prefix
 from tests.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -41,10 +42,7 @@ def partner_user_prefix(vhost):
     """Broker users this test creates start with this prefix; they are deleted afterwards."""
     prefix = f"linli-test-{RUN_ID}-{vhost.rsplit('-', 1)[-1]}-"
     yield prefix
-    for line in rabbitmqctl("list_users").splitlines():
-        name = line.split("\t")[0]
-        if name.startswith(prefix):
-            rabbitmqctl("delete_user", name)
+    delete_users_with_prefix(prefix)
 
 
 def feeds_config(config, prefix, **overrides):
