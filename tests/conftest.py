@@ -258,7 +258,8 @@ def bus_tap(amqp_uri):
     """Every message a service publishes, read back from its events exchange.
 
     ``tap = bus_tap("residents")`` binds a queue now; ``tap.messages()`` drains
-    it and returns the envelopes, in order.
+    it and returns the envelopes, in order; ``tap.messages(until=check)`` drains
+    until ``check(envelopes)`` holds instead of waiting ``wait_s``.
     """
     from kombu import Connection, Exchange, Queue
 
@@ -270,12 +271,20 @@ def bus_tap(amqp_uri):
             self.queue = Queue(f"test-tap-{service}", exchange=exchange, routing_key="#", auto_delete=False)
             self.queue(connection.default_channel).declare()
 
-        def messages(self, wait_s=0.5):
-            import json
-
+        def messages(self, wait_s=0.5, until=None):
             import eventlet
 
-            eventlet.sleep(wait_s)  # let in-flight publishes land
+            from tests.waiting import until as wait_until
+
+            if until is None:
+                eventlet.sleep(wait_s)  # let in-flight publishes land
+                return self.drain()
+            found = []
+            return wait_until(lambda: until(found.extend(self.drain()) or found) and found, "the tapped messages")
+
+        def drain(self):
+            import json
+
             bound = self.queue(connection.default_channel)
             found = []
             while (message := bound.get(no_ack=True)) is not None:

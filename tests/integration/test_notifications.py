@@ -358,8 +358,8 @@ def test_outcomes_are_counted_for_reports_without_personal_data(platform, bus_ta
     platform.resident("Marie Dubois", language="fr", phone="13800000009", residence_type="foreign",
                       nationality="FR")
     until(lambda: platform.sms.received, what="the SMS attempt")
-    time.sleep(1.5)
-    outcomes = [m for m in tap.messages() if m["type"] == "notification.outcomes"]
+    outcomes = [m for m in tap.messages(until=lambda found: sum(
+        m["type"] == "notification.outcomes" for m in found) >= 2) if m["type"] == "notification.outcomes"]
     counted = sorted((m["data"]["channel"], m["data"]["outcome"], m["data"]["count"], m["data"]["in_own_language"])
                      for m in outcomes)
     # French falls back to English: reached, but not in her own language.
