@@ -16,9 +16,18 @@ def _binaries(names) -> str:
 
 
 def _eval(expression: str) -> None:
-    result = subprocess.run(["rabbitmqctl", "-q", "eval", expression], capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl eval failed: {(result.stderr or result.stdout).strip()[:500]}")
+    _finish(_start_eval(expression))
+
+
+def _start_eval(expression: str) -> subprocess.Popen:
+    return subprocess.Popen(["rabbitmqctl", "-q", "eval", expression], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen) -> None:
+    out, err = process.communicate(timeout=120)
+    if process.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl eval failed: {(err or out).strip()[:500]}")
 
 
 def add_vhosts(names) -> None:
@@ -30,19 +39,21 @@ def add_vhosts(names) -> None:
     )
 
 
-def delete_vhosts(names) -> None:
-    """Delete the vhosts ``names`` (with their queues and exchanges); one already gone is skipped."""
-    _eval(f"[catch rabbit_vhost:delete(V, <<\"{ACTING_USER}\">>) || V <- {_binaries(names)}], ok.")
+def start_deleting_vhosts(names) -> subprocess.Popen:
+    """Start deleting the vhosts ``names`` (with their queues and exchanges); one already gone is skipped."""
+    return _start_eval(f"[catch rabbit_vhost:delete(V, <<\"{ACTING_USER}\">>) || V <- {_binaries(names)}], ok.")
 
 
 class VhostPool:
-    """Fresh vhosts named ``make_name()``, created ``chunk`` at a time; used ones deleted ``chunk`` at a time."""
+    """Fresh vhosts named ``make_name()``, created ``chunk`` at a time; used ones deleted ``chunk`` at a time,
+    while the next tests run (the broker closes their queues meanwhile)."""
 
     def __init__(self, make_name, chunk: int = 24):
         self.make_name = make_name
         self.chunk = chunk
         self.ready: list[str] = []
         self.used: list[str] = []
+        self.deleting: subprocess.Popen | None = None
 
     def take(self) -> str:
         if not self.ready:
@@ -61,11 +72,18 @@ class VhostPool:
         self.used.extend(self.ready)
         self.ready = []
         self._delete_used()
+        self._finish_deleting()
 
     def _delete_used(self) -> None:
+        self._finish_deleting()
         names, self.used = self.used, []
         if names:
-            delete_vhosts(names)
+            self.deleting = start_deleting_vhosts(names)
+
+    def _finish_deleting(self) -> None:
+        deleting, self.deleting = self.deleting, None
+        if deleting is not None:
+            _finish(deleting)
 
 
 def delete_users_with_prefix(prefix: str) -> None:
