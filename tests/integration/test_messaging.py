@@ -232,6 +232,7 @@ def test_a_batch_with_one_poison_message_parks_only_that_one(container_factory, 
     container = container_factory(BatchCounter, {**config, "max_workers": 50})
     container.start()
     database = mongo_client[config["MONGO_DB_PREFIX"] + "batch_counter"]
+    dead_letter = queue_of(container, "count").name + ".dead-letter"
 
     def effect_when(done):
         for _ in range(100):
