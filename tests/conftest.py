@@ -1,7 +1,8 @@
 """Test fixtures: a RabbitMQ vhost and MongoDB-wire server of the run's own.
 
 Integration and e2e tests talk to the real RabbitMQ on localhost (each test
-in a vhost created for it and deleted afterwards, named after this run) and
+in a vhost created for it alone, named after this run, made and deleted in
+batches by tests/vhost_pool.py) and
 to a real SecantusDB started for this run in a temporary data directory.
 """
 import eventlet
@@ -77,17 +78,27 @@ def own_vhost(name: str):
         rabbitmqctl("delete_vhost", name)
 
 
+@pytest.fixture(scope="session")
+def vhost_pool():
+    """This run's vhosts, made and deleted in batches (tests/vhost_pool.py); all gone when the run ends."""
+    from tests.vhost_pool import VhostPool
+
+    pool = VhostPool(lambda: f"linli-test-{RUN_ID}-{next(_vhost_numbers)}")
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def vhost():
-    """A RabbitMQ vhost for this test alone, removed afterwards."""
-    with own_vhost(f"linli-test-{RUN_ID}-{next(_vhost_numbers)}") as name:
-        yield name
+def vhost(vhost_pool):
+    """A RabbitMQ vhost for this test alone, never used before; deleted with its batch."""
+    name = vhost_pool.take()
+    yield name
+    vhost_pool.give_back(name)
 
 
 @pytest.fixture
 def amqp_uri(vhost):
-    host = os.environ.get("LINLI_RABBITMQ_HOST", "127.0.0.1")
-    return f"amqp://guest:guest@{host}:5672/{vhost}"
+    return amqp_uri_of(vhost)
 
 
 @pytest.fixture(scope="session")
@@ -125,9 +136,18 @@ def db_prefix(request):
     return f"linli_test_{RUN_ID}_{next(_vhost_numbers)}_"
 
 
+def amqp_uri_of(vhost: str) -> str:
+    host = os.environ.get("LINLI_RABBITMQ_HOST", "127.0.0.1")
+    return f"amqp://guest:guest@{host}:5672/{vhost}"
+
+
 @pytest.fixture
 def config(amqp_uri, mongo_uri, db_prefix):
     """nameko config for a service container under test."""
+    return service_config(amqp_uri, mongo_uri, db_prefix)
+
+
+def service_config(amqp_uri, mongo_uri, db_prefix):
     return {
         "AMQP_URI": amqp_uri,
         "MONGO_URI": mongo_uri,
@@ -145,15 +165,17 @@ def config(amqp_uri, mongo_uri, db_prefix):
     }
 
 
+def make_token(scopes, communities=("tongzilin",), **kwargs):
+    """A bearer token signed with the test secret."""
+    from services.common.auth import issue_token
+
+    return issue_token(TEST_SECRET, subject="test", scopes=list(scopes), communities=list(communities), **kwargs)
+
+
 @pytest.fixture
 def token():
     """Make a bearer token signed with the test secret."""
-    from services.common.auth import issue_token
-
-    def make(scopes, communities=("tongzilin",), **kwargs):
-        return issue_token(TEST_SECRET, subject="test", scopes=list(scopes), communities=list(communities), **kwargs)
-
-    return make
+    return make_token
 
 
 def _kill(container_or_runner):
@@ -169,6 +191,26 @@ def _kill(container_or_runner):
 @pytest.fixture
 def container_factory(config):
     """nameko's container_factory, but killed before this test's vhost is deleted."""
+    yield from _containers(config)
+
+
+@pytest.fixture(scope="module")
+def module_config(vhost_pool, mongo_uri):
+    """nameko config shared by one module's tests: its own vhost and databases, for tests that only read
+    what they made themselves (a fresh platform per test costs seconds; tests that count or stop things
+    keep ``config``)."""
+    vhost = vhost_pool.take()
+    yield service_config(amqp_uri_of(vhost), mongo_uri, f"linli_test_{RUN_ID}_{next(_vhost_numbers)}_")
+    vhost_pool.give_back(vhost)
+
+
+@pytest.fixture(scope="module")
+def module_container_factory(module_config):
+    """``container_factory`` for one module's shared platform, killed after its last test."""
+    yield from _containers(module_config)
+
+
+def _containers(config):
     from nameko.containers import ServiceContainer
 
     containers = []
@@ -216,7 +258,8 @@ def bus_tap(amqp_uri):
     """Every message a service publishes, read back from its events exchange.
 
     ``tap = bus_tap("residents")`` binds a queue now; ``tap.messages()`` drains
-    it and returns the envelopes, in order.
+    it and returns the envelopes, in order; ``tap.messages(until=check)`` drains
+    until ``check(envelopes)`` holds instead of waiting ``wait_s``.
     """
     from kombu import Connection, Exchange, Queue
 
@@ -228,12 +271,20 @@ def bus_tap(amqp_uri):
             self.queue = Queue(f"test-tap-{service}", exchange=exchange, routing_key="#", auto_delete=False)
             self.queue(connection.default_channel).declare()
 
-        def messages(self, wait_s=0.5):
-            import json
-
+        def messages(self, wait_s=0.5, until=None):
             import eventlet
 
-            eventlet.sleep(wait_s)  # let in-flight publishes land
+            from tests.waiting import until as wait_until
+
+            if until is None:
+                eventlet.sleep(wait_s)  # let in-flight publishes land
+                return self.drain()
+            found = []
+            return wait_until(lambda: until(found.extend(self.drain()) or found) and found, "the tapped messages")
+
+        def drain(self):
+            import json
+
             bound = self.queue(connection.default_channel)
             found = []
             while (message := bound.get(no_ack=True)) is not None:

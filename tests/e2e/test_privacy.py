@@ -13,7 +13,6 @@ database may hold a kept resident's values in the fields meant for them; a docum
 stored only encrypted, so it must be found nowhere, and an erased resident's values nowhere.
 """
 import json
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote, quote_plus, unquote
@@ -27,6 +26,8 @@ from services.common.platform import SERVICES as PLATFORM_SERVICES
 from services.common.platform import mongo_uri
 from tests.conftest import RUN_ID, rabbitmqctl
 from tests.integration.channel_servers import SmsGateway, SmtpServer
+from tests.vhost_pool import delete_users_with_prefix
+from tests.waiting import until
 
 pytestmark = pytest.mark.e2e
 SOURCES = ("residents", "events", "notifications", "reports")
@@ -51,14 +52,6 @@ PARTNER = {"id": "privacy-audit", "name": "privacy audit", "scopes": {
     "types": ["resident.registered"], "communities": ["tongzilin"], "personal_fields": PARTNER_FIELDS}}
 SCOPES = ["residents:read", "residents:write", "residents:pii", "events:read", "events:write", "notifications:read",
           "notifications:admin"]
-
-
-def until(check, what, timeout_s=60):
-    deadline = time.monotonic() + timeout_s
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-    return result
 
 
 def spellings(secret: str) -> set[str]:
@@ -258,9 +251,7 @@ def test_personal_data_appears_only_where_the_residents_service_keeps_them(linli
         for mongo in servers.values():
             mongo.close()
         linli.down()
-        for line in rabbitmqctl("list_users", "--no-table-headers").splitlines():
-            if line.startswith(partner_user_prefix):
-                rabbitmqctl("delete_user", line.split("\t")[0])
+        delete_users_with_prefix(partner_user_prefix)
 
     logs = sorted((linli.var_dir / "log").glob("*.log")) + sorted(linli.var_dir.glob("linli-up-*.out"))
     for log in logs:

@@ -14,7 +14,7 @@ from nameko.standalone.rpc import ClusterRpcProxy
 
 from tests.conftest import rabbitmqctl
 from tests.e2e.conftest import SERVICES
-from tests.e2e.test_privacy import until
+from tests.waiting import until
 
 pytestmark = pytest.mark.e2e
 RESIDENTS = 9

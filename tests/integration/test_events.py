@@ -1,5 +1,4 @@
 """The events service with the real residents service behind its RPC calls."""
-import time
 from datetime import datetime, timedelta, timezone
 
 import eventlet
@@ -10,6 +9,7 @@ from nameko.standalone.rpc import ServiceRpcProxy
 from contracts import parse_envelope
 from services.events.service import EventsService
 from services.residents.service import ResidentsService
+from tests.waiting import until_past
 
 pytestmark = pytest.mark.integration
 SCOPES = ["events:read", "events:write", "residents:read", "residents:write"]
@@ -99,7 +99,7 @@ def test_waitlist_promotion_confirmation_and_pass_on(platform, bus_tap, config):
 
     # Another comes free: the next is offered it, lets the time pass, and it passes on.
     platform.events("DELETE", f"/events/{event_id}/registrations/{ids[1]}")
-    eventlet.sleep(1.5)  # PROMOTION_CONFIRM_MINUTES is 0.02 here
+    until_past(platform.events("GET", f"/events/{event_id}/registrations/{ids[3]}").json()["confirm_by"])
     with ServiceRpcProxy("events", config) as events:
         assert events.expire_offers() == 1
     assert platform.events("GET", f"/events/{event_id}/registrations/{ids[3]}").json()["status"] == "expired"
@@ -156,7 +156,8 @@ def test_a_cancelled_registration_can_be_made_again(platform):
 
 
 def test_check_in_walk_ins_and_feedback(platform, bus_tap):
-    event_id = platform.scheduled_event(capacity=2, starts_at=soon(seconds=2), ends_at=soon(hours=2))
+    starts_at = soon(seconds=2)
+    event_id = platform.scheduled_event(capacity=2, starts_at=starts_at, ends_at=soon(hours=2))
     wang, li, zhao = (platform.resident(n) for n in ("王秀英", "李明", "赵雷"))
     code = platform.register(event_id, wang).json()["code"]
     tap = bus_tap("events")
@@ -172,7 +173,7 @@ def test_check_in_walk_ins_and_feedback(platform, bus_tap):
 
     early = platform.events("POST", f"/events/{event_id}/feedback", json={"resident_id": wang, "rating": 9})
     assert early.status_code == 409 and early.json()["error"] == "event_not_over"
-    time.sleep(2)
+    until_past(starts_at)
     assert platform.events("POST", f"/events/{event_id}/complete").status_code == 200
     assert platform.events("POST", f"/events/{event_id}/feedback",
                            json={"resident_id": wang, "rating": 10, "comment": "太好吃了!"}).status_code == 201
@@ -233,11 +234,12 @@ def test_the_check_in_code_as_a_qr_image(platform):
 def test_every_operation_is_also_an_rpc(platform, config):
     wang = platform.resident("王秀英")
     with ServiceRpcProxy("events", config) as events:
-        [event_id] = events.create(festival(starts_at=soon(seconds=2), ends_at=soon(hours=1)))
+        starts_at = soon(seconds=2)
+        [event_id] = events.create(festival(starts_at=starts_at, ends_at=soon(hours=1)))
         events.schedule(event_id)
         assert events.register(event_id, wang)["status"] == "confirmed"
         assert events.check_in(event_id, resident_id=wang)["attended"]
-        time.sleep(2)
+        until_past(starts_at)
         events.complete(event_id)
         assert events.rate(event_id, wang, 8)["average"] == 8.0
         assert events.get(event_id)["status"] == "completed"

@@ -6,6 +6,7 @@ from nameko.testing.services import entrypoint_waiter
 from services.notifications.service import NotificationsService
 from services.reports.service import ReportsService
 from services.residents.service import ResidentsService
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -22,8 +23,12 @@ SKELETON = {"residents": ResidentsService, "notifications": NotificationsService
 
 
 @pytest.fixture
-def platform(container_factory, config, free_port):
+def platform(container_factory, config):
     """The skeleton's services, each in its own container on its own HTTP port."""
+    return start_skeleton(container_factory, config)
+
+
+def start_skeleton(container_factory, config):
     containers = {}
     for name, service_cls in SKELETON.items():
         containers[name] = container_factory(service_cls, {**config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"})
@@ -53,6 +58,12 @@ def url(platform):
     return Urls(platform)
 
 
+@pytest.fixture(scope="module")
+def gateway(module_container_factory, module_config):
+    """One skeleton for the tests whose requests are all refused: they change nothing."""
+    return Urls(start_skeleton(module_container_factory, module_config))
+
+
 @pytest.fixture
 def writer(token):
     scopes = ["residents:read", "residents:write", "reports:read", "notifications:read"]
@@ -68,39 +79,39 @@ ROUTES = [
 
 
 @pytest.mark.parametrize("method, path, scope", ROUTES)
-def test_every_route_needs_a_token_with_its_scope(platform, url, token, method, path, scope):
-    assert requests.request(method, url + path, json=MARIE).status_code == 401
-    response = requests.request(method, url + path, json=MARIE, headers={"Authorization": "Bearer nonsense"})
+def test_every_route_needs_a_token_with_its_scope(gateway, token, method, path, scope):
+    assert requests.request(method, gateway + path, json=MARIE).status_code == 401
+    response = requests.request(method, gateway + path, json=MARIE, headers={"Authorization": "Bearer nonsense"})
     assert response.status_code == 401 and response.json()["error"] == "unauthorized"
     wrong_scope = {"Authorization": f"Bearer {token(['events:read'])}"}
-    response = requests.request(method, url + path, json=MARIE, headers=wrong_scope)
+    response = requests.request(method, gateway + path, json=MARIE, headers=wrong_scope)
     assert response.status_code == 403 and scope in response.json()["message"]
 
 
 @pytest.mark.parametrize("path", ["/health", "/metrics"])
-def test_health_and_metrics_need_no_token(platform, url, path):
-    for base in url.base.values():
+def test_health_and_metrics_need_no_token(gateway, path):
+    for base in gateway.base.values():
         assert requests.get(base + path).status_code == 200
 
 
-def test_another_communitys_token_is_forbidden(platform, url, token):
+def test_another_communitys_token_is_forbidden(gateway, token):
     yulin = {"Authorization": f"Bearer {token(['residents:write', 'reports:read'], communities=['yulin'])}"}
-    response = requests.post(url + "/residents", json=MARIE, headers=yulin)
+    response = requests.post(gateway + "/residents", json=MARIE, headers=yulin)
     assert response.status_code == 403 and "tongzilin" in response.json()["message"]
-    assert requests.get(url + "/communities/tongzilin/summary", headers=yulin).status_code == 403
+    assert requests.get(gateway + "/communities/tongzilin/summary", headers=yulin).status_code == 403
 
 
-def test_an_expired_token_is_refused(platform, url, token):
+def test_an_expired_token_is_refused(gateway, token):
     from datetime import timedelta
 
     expired = {"Authorization": f"Bearer {token(['residents:write'], ttl=timedelta(seconds=-5))}"}
-    response = requests.post(url + "/residents", json=MARIE, headers=expired)
+    response = requests.post(gateway + "/residents", json=MARIE, headers=expired)
     assert response.status_code == 401 and "expired" in response.json()["message"]
 
 
-def test_an_invalid_resident_gets_400_naming_each_bad_field(platform, url, writer):
+def test_an_invalid_resident_gets_400_naming_each_bad_field(gateway, writer):
     body = {"community_id": "tongzilin", "residence_type": "tourist", "nationality": "XX", "preferred_language": "??"}
-    response = requests.post(url + "/residents", json=body, headers=writer)
+    response = requests.post(gateway + "/residents", json=body, headers=writer)
     assert response.status_code == 400
     error = response.json()
     assert error["error"] == "validation_failed"
@@ -108,22 +119,22 @@ def test_an_invalid_resident_gets_400_naming_each_bad_field(platform, url, write
 
 
 @pytest.mark.parametrize("body", ["{not json", "[1, 2]", ""])
-def test_a_body_that_is_not_a_json_object_gets_400(platform, url, writer, body):
-    response = requests.post(url + "/residents", data=body, headers=writer)
+def test_a_body_that_is_not_a_json_object_gets_400(gateway, writer, body):
+    response = requests.post(gateway + "/residents", data=body, headers=writer)
     assert response.status_code == 400 and response.json()["error"] == "invalid_json"
 
 
-def test_a_body_over_the_limit_gets_413(platform, url, writer):
-    response = requests.post(url + "/residents", data=b"x" * (11 * 1024 * 1024), headers=writer)
+def test_a_body_over_the_limit_gets_413(gateway, writer):
+    response = requests.post(gateway + "/residents", data=b"x" * (11 * 1024 * 1024), headers=writer)
     assert response.status_code == 413
 
 
-def test_unknown_ids_get_404(platform, url, writer, token):
+def test_unknown_ids_get_404(gateway, writer, token):
     for path in ("/residents/0123456789abcdef01234567", "/residents/not-an-id"):
-        response = requests.get(url + path, headers=writer)
+        response = requests.get(gateway + path, headers=writer)
         assert response.status_code == 404 and response.json()["error"] == "not_found"
     committee = {"Authorization": f"Bearer {token(['reports:read'], communities=['*'])}"}
-    response = requests.get(url + "/communities/nowhere/summary", headers=committee)
+    response = requests.get(gateway + "/communities/nowhere/summary", headers=committee)
     assert response.status_code == 404 and "nowhere" in response.json()["message"]
 
 

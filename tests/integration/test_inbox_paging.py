@@ -4,10 +4,24 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.integration.test_notifications import platform, sms, smtp, wait_until  # noqa: F401
+from tests.conftest import free_port, make_token
+from tests.integration.channel_servers import SmsGateway, SmtpServer
+from tests.integration.test_notifications import platform, sms, smtp, start_platform  # noqa: F401
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 EVENTS = 5
+
+
+@pytest.fixture(scope="module")
+def shared_platform(module_container_factory, module_config, tmp_path_factory):
+    """One platform for the tests whose pages are refused: each reads only the resident it registered."""
+    smtp, sms = SmtpServer(free_port(), tmp_path_factory.mktemp("maildir")), SmsGateway(free_port())
+    smtp.start()
+    sms.start()
+    yield start_platform(module_container_factory, module_config, free_port, make_token, smtp, sms)
+    sms.stop()
+    smtp.stop()
 
 
 def walk(platform, path, limit) -> list[dict]:
@@ -45,7 +59,7 @@ def test_a_community_inbox_pages(platform):
                           permit_type="residence_permit_work", permit_expires_on=expiry)
     with platform.rpc("residents") as residents:
         assert residents.run_permit_reminders() == 3
-    wait_until(lambda: len(platform.call("notifications", "GET", "/communities/tongzilin/inbox").json()["items"]) == 3,
+    until(lambda: len(platform.call("notifications", "GET", "/communities/tongzilin/inbox").json()["items"]) == 3,
                what="three centre notices")
     paged = walk(platform, "/communities/tongzilin/inbox", 1)
     assert len(paged) == 3 and len({i["id"] for i in paged}) == 3
@@ -55,9 +69,9 @@ def test_a_community_inbox_pages(platform):
     ({"limit": "0"}, "limit"), ({"limit": "501"}, "limit"), ({"limit": "4611686018427387904"}, "limit"),
     ({"after": "%%%"}, "after"), ({"unread": "maybe"}, "unread"),
 ])
-def test_bad_paging_parameters_are_400_naming_them(platform, params, field):
-    resident = platform.resident("王芳")
+def test_bad_paging_parameters_are_400_naming_them(shared_platform, params, field):
+    resident = shared_platform.resident("王芳")
     for path in (f"/residents/{resident}/inbox", "/communities/tongzilin/inbox"):
-        response = platform.call("notifications", "GET", path, params=params)
+        response = shared_platform.call("notifications", "GET", path, params=params)
         assert response.status_code == 400, response.text
         assert field in response.json()["details"]["fields"], response.text

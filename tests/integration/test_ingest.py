@@ -14,6 +14,7 @@ from cloudevents.core.v1.event import CloudEvent
 from contracts.ingest import MAX_INGEST_BYTES
 from services.events.service import EventsService
 from services.residents.service import ResidentsService
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 SOURCE = "grid-system/tongzilin"
@@ -75,16 +76,6 @@ class Sender:
         self.connection.close()
 
 
-def until(condition, deadline_s=60, what="the condition"):
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def platform(container_factory, config, free_port, mongo_client, amqp_uri):
     urls = {}
@@ -105,7 +96,7 @@ def platform(container_factory, config, free_port, mongo_client, amqp_uri):
         def rejected(self, count, deadline_s=60):
             found = []
             until(lambda: found.extend(sender.drain("linli.ingest.rejected")) or len(found) >= count,
-                  deadline_s, f"{count} rejected messages")
+                  f"{count} rejected messages", timeout_s=deadline_s)
             return found
 
     yield Platform()
@@ -152,8 +143,8 @@ def test_a_thousand_messages_a_tenth_malformed_none_lost(platform):
             good_forms += 1
 
     rejected = platform.rejected(100, deadline_s=120)
-    until(lambda: platform.residents.count_documents({}) >= good_forms, 120, "the residents")
-    until(lambda: platform.events.count_documents({}) >= good_proposals, 60, "the drafts")
+    until(lambda: platform.residents.count_documents({}) >= good_forms, "the residents", timeout_s=120)
+    until(lambda: platform.events.count_documents({}) >= good_proposals, "the drafts", timeout_s=60)
     time.sleep(1)  # nothing more arrives: processed + rejected is exactly what was sent
     assert platform.residents.count_documents({}) == good_forms
     assert platform.events.count_documents({"status": "draft"}) == good_proposals
@@ -201,7 +192,7 @@ def test_reply_to_gets_ingest_accepted_with_the_senders_correlation_id(platform,
         method, properties, body = channel.basic_get(reply_queue, auto_ack=True)
         return (properties, body) if method else None
 
-    properties, body = until(reply, 30, "the reply")
+    properties, body = until(reply, "the reply", timeout_s=30)
     accepted = json.loads(body)
     connection.close()
     assert properties.correlation_id == "kiosk-7:0042"
@@ -216,7 +207,7 @@ def test_post_ingest_accepts_or_names_every_error(platform, token):
     message = form(11)
     accepted = requests.post(url, data=json.dumps(message), headers=headers)
     assert accepted.status_code == 202 and accepted.json() == {"id": message["id"], "status": "accepted"}
-    until(lambda: platform.residents.count_documents({}) == 1, 30, "the resident")
+    until(lambda: platform.residents.count_documents({}) == 1, "the resident", timeout_s=30)
 
     bad = form(12, 出生日期="2024-13-01")
     bad["data"]["community_id"] = ""
@@ -249,7 +240,7 @@ def test_the_publisher_client_refuses_invalid_data_and_its_message_is_processed(
         envelope = publisher.publish("resident.form_submitted", form(21)["data"])
         accepted = publisher.publish_and_wait("event.proposed", proposal(22)["data"], timeout_s=30)
     assert accepted["outcome"] == "draft_created" and accepted["event_id"]
-    until(lambda: platform.residents.count_documents({}) == 1, 30, "the resident")
+    until(lambda: platform.residents.count_documents({}) == 1, "the resident", timeout_s=30)
     assert platform.drain("linli.ingest.rejected") == []
     assert envelope.source == "case-system/wuhou-civil-affairs"
 
@@ -322,7 +313,7 @@ def test_a_cloudevents_sdk_producer_without_dataschema_is_accepted_over_amqp_and
     accepted = requests.post(platform.residents_url + "/ingest", data=over_http.body,
                              headers={**over_http.headers, "Authorization": f"Bearer {token(['ingest:write'])}"})
     assert accepted.status_code == 202, accepted.text
-    until(lambda: platform.residents.count_documents({}) == 2, 30, "both residents")
+    until(lambda: platform.residents.count_documents({}) == 2, "both residents", timeout_s=30)
 
     wrong = sdk_event(33, dataschema="urn:linli:contracts:event.proposed:v1")
     platform.send(rabbitmq.to_structured(wrong, JSONFormat()).body, "resident.form_submitted")

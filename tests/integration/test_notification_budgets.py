@@ -16,7 +16,8 @@ from services.common.mongo import Database
 from services.notifications import delivery, feed_delivery, feed_store, policy, store
 from services.notifications.feed_delivery import FeedSettings
 from services.notifications.compose import Composer, Recipient
-from tests.integration.test_notifications import platform, sms, smtp, wait_until  # noqa: F401
+from tests.integration.test_notifications import platform, sms, smtp  # noqa: F401
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 AUDIENCE = 1200  # two pages of the fan-out
@@ -51,16 +52,16 @@ def test_an_announcement_costs_at_most_three_tenths_of_a_command_per_inbox(platf
     notifications = mongo_client[config["MONGO_DB_PREFIX"] + "notifications"]["notifications"]
     welcomed_from = commands_by_name("notifications")
     publish_registrations(config["AMQP_URI"], AUDIENCE)
-    wait_until(lambda: notifications.count_documents({"kind": "welcome"}) >= AUDIENCE, timeout_s=120,
-               what="every welcome")
+    until(lambda: notifications.count_documents({"kind": "welcome"}) >= AUDIENCE, timeout_s=120,
+          what="every welcome")
     eventlet.sleep(1)
     welcomes = {name: n - welcomed_from.get(name, 0) for name, n in commands_by_name("notifications").items()}
     print(f"{AUDIENCE} welcomes (and partner-feed records): {sum(welcomes.values()):.0f} commands, "
           f"{sum(welcomes.values()) / AUDIENCE:.3f} per resident; {welcomes}")
     before = commands_of("notifications")
     platform.event()
-    wait_until(lambda: notifications.count_documents({"kind": "event_announced"}) >= AUDIENCE, timeout_s=120,
-               what="every announcement")
+    until(lambda: notifications.count_documents({"kind": "event_announced"}) >= AUDIENCE, timeout_s=120,
+          what="every announcement")
     eventlet.sleep(0.5)  # the page's outbox flush
     spent = commands_of("notifications") - before
     print(f"announcement to {AUDIENCE} inboxes: {spent:.0f} commands, {spent / AUDIENCE:.3f} per inbox")

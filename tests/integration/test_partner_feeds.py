@@ -22,7 +22,9 @@ from services.notifications import feed_store
 from services.events.service import EventsService
 from services.notifications.service import NotificationsService
 from services.residents.service import ResidentsService
-from tests.conftest import RUN_ID, TEST_SECRET, rabbitmqctl
+from tests.conftest import RUN_ID, TEST_SECRET
+from tests.vhost_pool import delete_users_with_prefix
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 ADMIN_SCOPES = ["notifications:admin", "residents:write", "residents:pii", "events:write", "events:read"]
@@ -35,26 +37,12 @@ MARIE = {"community_id": "tongzilin", "name": "Marie Dubois", "residence_type": 
          "preferred_language": "fr", "document_type": "passport", "document_number": "E12345678"}
 
 
-def eventually(check, timeout_s=20, what="the expected state"):
-    """Poll ``check`` until it returns something truthy; fail after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        eventlet.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def partner_user_prefix(vhost):
     """Broker users this test creates start with this prefix; they are deleted afterwards."""
     prefix = f"linli-test-{RUN_ID}-{vhost.rsplit('-', 1)[-1]}-"
     yield prefix
-    for line in rabbitmqctl("list_users").splitlines():
-        name = line.split("\t")[0]
-        if name.startswith(prefix):
-            rabbitmqctl("delete_user", name)
+    delete_users_with_prefix(prefix)
 
 
 def feeds_config(config, prefix, **overrides):
@@ -263,10 +251,10 @@ def test_webhooks_are_signed_and_retried_after_500_and_timeout(platform, receive
     webhook_partner(platform, receiver)
     receiver.script = [(500, {}, 0), (200, {}, 1.5)]  # then a timeout (1 s here), then 200
     event_id = platform.scheduled_event()
-    eventually(lambda: len(receiver.requests) >= 3, what="three attempts")
+    until(lambda: len(receiver.requests) >= 3, what="three attempts")
     assert {r["headers"]["webhook-id"] for r in receiver.requests} == {receiver.requests[0]["body"]["id"]}
     assert receiver.requests[-1]["body"]["data"]["event_id"] == event_id
-    [sent] = eventually(lambda: platform.deliveries("culture-bureau", "sent"), what="the delivery sent")
+    [sent] = until(lambda: platform.deliveries("culture-bureau", "sent"), what="the delivery sent")
     assert sent["attempts"] == 3
     assert "secret" not in json.dumps(platform.notifications("GET", "/partners/culture-bureau").json())
 
@@ -275,7 +263,7 @@ def test_retry_after_is_honoured(platform, receiver):
     webhook_partner(platform, receiver)
     receiver.script = [(503, {"Retry-After": "2"}, 0)]
     platform.scheduled_event()
-    eventually(lambda: len(receiver.requests) >= 2, what="the retry")
+    until(lambda: len(receiver.requests) >= 2, what="the retry")
     # The schedule says 0.2 s here; the endpoint asked for 2 s, and got at least that.
     assert receiver.requests[1]["at"] - receiver.requests[0]["at"] >= 1.9
 
@@ -286,12 +274,12 @@ def test_410_disables_the_endpoint(platform, receiver):
     platform.subscribe("sentinel", types=["event.scheduled"], communities="*", method="pull")
     receiver.script = [(410, {}, 0)]
     platform.scheduled_event()
-    eventually(lambda: platform.deliveries("culture-bureau", "disabled"), what="the delivery disabled")
+    until(lambda: platform.deliveries("culture-bureau", "disabled"), what="the delivery disabled")
     [subscription] = platform.notifications("GET", "/partners/culture-bureau").json()["subscriptions"]
     assert subscription["status"] == "disabled"
 
     platform.scheduled_event()
-    eventually(lambda: len(platform.notifications("GET", "/feeds/sentinel").json()["items"]) == 2,
+    until(lambda: len(platform.notifications("GET", "/feeds/sentinel").json()["items"]) == 2,
                what="the second event recorded")
     assert len(receiver.requests) == 1 and len(platform.deliveries("culture-bureau")) == 1
 
@@ -300,11 +288,11 @@ def test_failed_deliveries_are_listed_and_retried(platform, receiver):
     webhook_partner(platform, receiver)
     receiver.script = [(500, {}, 0)] * 3
     platform.scheduled_event()
-    [failed] = eventually(lambda: platform.deliveries("culture-bureau", "failed"), what="the delivery failed")
+    [failed] = until(lambda: platform.deliveries("culture-bureau", "failed"), what="the delivery failed")
     assert failed["attempts"] == 3 and failed["last_error"] == "HTTP 500"
     retried = platform.notifications("POST", f"/partners/culture-bureau/deliveries/{failed['id']}/retry")
     assert retried.status_code == 202
-    eventually(lambda: platform.deliveries("culture-bureau", "sent"), what="the retried delivery sent")
+    until(lambda: platform.deliveries("culture-bureau", "sent"), what="the retried delivery sent")
     assert len(receiver.requests) == 4 and len({r["headers"]["webhook-id"] for r in receiver.requests}) == 1
     again = platform.notifications("POST", f"/partners/culture-bureau/deliveries/{failed['id']}/retry")
     assert again.status_code == 409 and again.json()["error"] == "not_retryable"
@@ -339,7 +327,7 @@ def test_pull_feed_pages_with_stable_cursors(platform):
         assert response.status_code == 200, response.text
         return response.json()
 
-    eventually(lambda: len(platform.notifications("GET", "/feeds/grid-centre").json()["items"]) == 7,
+    until(lambda: len(platform.notifications("GET", "/feeds/grid-centre").json()["items"]) == 7,
                what="seven entries")
     pages, cursors, after = [], [], None
     while True:
@@ -388,7 +376,7 @@ def test_a_redelivered_message_does_not_make_a_second_entry(platform, mongo_clie
     sentinel = build_envelope("resident.registered", data, source="linli/residents", community="tongzilin")
     for envelope in (twice, twice, sentinel):
         platform.publish_raw("residents", envelope)
-    items = eventually(lambda: [i["id"] for i in platform.notifications("GET", "/feeds/grid-centre").json()["items"]
+    items = until(lambda: [i["id"] for i in platform.notifications("GET", "/feeds/grid-centre").json()["items"]
                                 if i["id"] == sentinel.id] and platform.notifications(
                                     "GET", "/feeds/grid-centre").json()["items"], what="the sentinel recorded")
     assert [item["id"] for item in items] == [twice.id, sentinel.id]
@@ -400,7 +388,7 @@ def test_personal_fields_are_fetched_when_delivered_and_an_erased_resident_gives
     platform.partner("exit-entry", EXIT_ENTRY_SCOPES)
     platform.subscribe("exit-entry", types=["resident.registered"], communities=["tongzilin"], method="pull")
     marie = platform.resident(**MARIE)
-    [item] = eventually(lambda: platform.notifications("GET", "/feeds/exit-entry").json()["items"], what="the entry")
+    [item] = until(lambda: platform.notifications("GET", "/feeds/exit-entry").json()["items"], what="the entry")
     assert item["data"]["personal"]["document_number"] == "E12345678"
     platform.erase(marie)
     [item] = platform.notifications("GET", "/feeds/exit-entry").json()["items"]
@@ -468,7 +456,7 @@ def test_deliveries_page_newest_first_with_a_cursor(platform):
     platform.partner("grid-centre", {"types": ["resident.registered"], "communities": ["tongzilin"]})
     platform.subscribe("grid-centre", types=["resident.registered"], communities=["tongzilin"], method="queue")
     sent = platform.residents_registered(7)
-    eventually(lambda: len(platform.deliveries("grid-centre")) == 7, what="seven deliveries")
+    until(lambda: len(platform.deliveries("grid-centre")) == 7, what="seven deliveries")
 
     def page(after=None, **params):
         response = platform.notifications("GET", "/partners/grid-centre/deliveries",
@@ -491,7 +479,7 @@ def test_deliveries_page_newest_first_with_a_cursor(platform):
     assert created == sorted(created, reverse=True)  # newest first
     assert [[i["id"] for i in page(cursor)["items"]] for cursor in cursors] == [[i["id"] for i in p] for p in pages]
     assert page(None, limit=7)["next"] is None
-    eventually(lambda: len(platform.deliveries("grid-centre", "sent")) == 7, what="all sent")
+    until(lambda: len(platform.deliveries("grid-centre", "sent")) == 7, what="all sent")
     assert [len(page(None, status="sent")["items"]), page(None, status="failed")["items"]] == [3, []]
 
 
@@ -514,20 +502,20 @@ def test_a_subscription_disabled_by_410_is_enabled_again_and_sends_what_it_held(
     subscription = webhook_partner(platform, receiver)
     receiver.script = [(410, {}, 0)]
     event_id = platform.scheduled_event()
-    [held] = eventually(lambda: platform.deliveries("culture-bureau", "disabled"), what="the delivery disabled")
+    [held] = until(lambda: platform.deliveries("culture-bureau", "disabled"), what="the delivery disabled")
     enable = f"/partners/culture-bureau/subscriptions/{subscription['id']}/enable"
     enabled = platform.notifications("POST", enable)
     assert enabled.status_code == 200, enabled.text
     assert enabled.json()["status"] == "active" and enabled.json()["disabled_reason"] is None
     assert enabled.json()["resumed_deliveries"] == 1
-    [sent] = eventually(lambda: platform.deliveries("culture-bureau", "sent"), what="the held delivery sent")
+    [sent] = until(lambda: platform.deliveries("culture-bureau", "sent"), what="the held delivery sent")
     assert sent["id"] == held["id"] and receiver.requests[-1]["body"]["data"]["event_id"] == event_id
     assert receiver.requests[1]["headers"]["webhook-id"] == receiver.requests[0]["headers"]["webhook-id"]
     [shown] = platform.notifications("GET", "/partners/culture-bureau").json()["subscriptions"]
     assert shown["status"] == "active"
 
     platform.scheduled_event()  # and what comes now is delivered again
-    eventually(lambda: len(platform.deliveries("culture-bureau", "sent")) == 2, what="the next event sent")
+    until(lambda: len(platform.deliveries("culture-bureau", "sent")) == 2, what="the next event sent")
     again = platform.notifications("POST", enable)
     assert again.status_code == 200 and again.json()["resumed_deliveries"] == 0
     missing = platform.notifications("POST", "/partners/culture-bureau/subscriptions/nope/enable")

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from services.residents.service import ResidentsService
-from tests.integration.test_ingest import until
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 

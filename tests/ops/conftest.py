@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,6 +19,7 @@ import requests
 from tests.conftest import RUN_ID, free_port, free_port_run, own_vhost
 from tests.e2e.conftest import SERVICES, RunningPlatform
 from tests.integration.channel_servers import SmtpServer
+from tests.waiting import until  # noqa: F401 - the ops tests wait with it
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = ROOT / "deploy" / "prometheus" / "METRICS.md"
@@ -40,14 +40,6 @@ def catalogue() -> dict[str, dict]:
             labels = re.findall(r"`([a-z_][a-z0-9_]*)`", cells[2])
             metrics[name.group(1)] = {"type": cells[1], "labels": labels}
     return metrics
-
-
-def until(predicate, what: str, timeout_s: float = 60):
-    deadline = time.monotonic() + timeout_s
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.25)
-    return result
 
 
 @pytest.fixture(scope="session")
