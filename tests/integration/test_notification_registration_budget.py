@@ -2,7 +2,6 @@
 same few commands whatever its size, the events service is asked about an event only when the
 view does not know it yet, the partner-feed consumer spends no transaction on what no partner
 subscribed to, and a batch of deliveries asks residents for its contacts once. Counts, not timings."""
-import collections
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -11,37 +10,18 @@ from kombu import Connection, Exchange
 from nameko.rpc import rpc
 from nameko.testing.services import entrypoint_hook
 from prometheus_client import REGISTRY
-from pymongo import monitoring
 
 from contracts import build_envelope, parse_envelope
 from services.notifications import delivery, feed_store, store
 from services.notifications.service import NotificationsService
 from services.notifications.event_view import DETAIL_FIELDS
 
+from tests.integration.budgets import IN_TRANSACTIONS
+
 pytestmark = pytest.mark.integration
 EVENTS = ("ev-food", "ev-lecture")
 
 
-class InTransactions(monitoring.CommandListener):
-    """The commands sent inside transactions (a handler's), by name, while ``recording``."""
-
-    def __init__(self):
-        self.recording, self.seen = False, collections.Counter()
-
-    def started(self, event):
-        if self.recording and "txnNumber" in event.command:
-            self.seen[event.command_name] += 1
-
-    def succeeded(self, event):
-        pass
-
-    def failed(self, event):
-        pass
-
-
-# Registered before any client of this module's tests exists (clients copy the global listeners).
-IN_TRANSACTIONS = InTransactions()
-monitoring.register(IN_TRANSACTIONS)
 
 
 class FakeEvents:

@@ -14,7 +14,8 @@ from services.common import bookkeeping
 from services.common.messaging import fact_id, message_handler
 from services.common.mongo import PROCESSED_COLLECTION, MongoDatabase
 from services.common.outbox import MAX_IDS_PER_WRITE, OUTBOX, Outbox, backlog
-from tests.integration.test_residents_budget import commands, spent, until
+from tests.integration.budgets import commands, spent
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +51,7 @@ def stager(container_factory, config, bus_tap, mongo_client):
         before = commands("stager")
         with ServiceRpcProxy("stager", config) as proxy:
             proxy.stage(count, fact_ids)
-        until(lambda: database[OUTBOX].count_documents({}) == 0, 30, "the sent envelopes deleted")
+        until(lambda: database[OUTBOX].count_documents({}) == 0, "the sent envelopes deleted", timeout_s=30)
         time.sleep(0.3)
         return spent(before, commands("stager"))
 
@@ -115,7 +116,7 @@ def relayer(container_factory, config, bus_tap, mongo_client):
             with entrypoint_hook(container, "relay") as relay:
                 relay(envelopes)
         finally:
-            until(lambda: database[OUTBOX].count_documents({}) == 0, 30, "the sent envelopes deleted")
+            until(lambda: database[OUTBOX].count_documents({}) == 0, "the sent envelopes deleted", timeout_s=30)
             time.sleep(0.3)
         return spent(before, commands("relayer"))
 
@@ -161,7 +162,7 @@ def test_what_a_dead_process_left_is_published_by_one_indexed_poll(container_fac
     assert backlog(database).pending == 50
     tap = bus_tap("stager")
     container_factory(Stager, config).start()
-    until(lambda: database[OUTBOX].count_documents({}) == 0, 30, "the relay")
+    until(lambda: database[OUTBOX].count_documents({}) == 0, "the relay", timeout_s=30)
     assert sorted(m["id"] for m in tap.messages()) == sorted(f"left-{n}" for n in range(50))
     assert backlog(database).pending == 0 and backlog(database).oldest_age_seconds == 0.0
 
@@ -187,5 +188,5 @@ def test_a_service_prunes_its_bookkeeping_when_it_starts(container_factory, conf
     database[PROCESSED_COLLECTION].insert_many([{"_id": "c:old", "processed_at": now - timedelta(hours=3)},
                                                 {"_id": "c:recent", "processed_at": now}])
     container_factory(Stager, {**config, "BOOKKEEPING_RETENTION_HOURS": 2}).start()
-    until(lambda: database[PROCESSED_COLLECTION].count_documents({}) == 1, 30, "the old claim pruned")
+    until(lambda: database[PROCESSED_COLLECTION].count_documents({}) == 1, "the old claim pruned", timeout_s=30)
     assert database[PROCESSED_COLLECTION].find_one()["_id"] == "c:recent"

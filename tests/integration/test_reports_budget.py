@@ -1,17 +1,17 @@
 """Reports' database budget (issue #15): a batch costs a handful of commands however many
 messages it holds, and batches arriving together abort no transaction. Command counts are
 deterministic (timings are not), so these fail when batching breaks."""
-import collections
 import time
 
 import pytest
 from kombu import Connection, Exchange
 from nameko.testing.services import entrypoint_hook
 from prometheus_client import REGISTRY
-from pymongo import monitoring
 
 from contracts import build_envelope, parse_envelope_or_unknown
 from services.reports.service import ReportsService
+
+from tests.integration.budgets import IN_TRANSACTIONS
 
 pytestmark = pytest.mark.integration
 
@@ -28,26 +28,6 @@ def aborted(service="reports") -> float:
     return REGISTRY.get_sample_value("linli_db_transactions_aborted_total", {"service": service}) or 0.0
 
 
-class TransactionCommands(monitoring.CommandListener):
-    """The commands sent inside transactions (a handler's, not the outbox relay's), while ``recording``."""
-
-    def __init__(self):
-        self.recording, self.seen = False, collections.Counter()
-
-    def started(self, event):
-        if self.recording and "txnNumber" in event.command:
-            self.seen[event.command_name] += 1
-
-    def succeeded(self, event):
-        pass
-
-    def failed(self, event):
-        pass
-
-
-# Registered before any client of this module's tests exists (clients copy the global listeners).
-IN_TRANSACTIONS = TransactionCommands()
-monitoring.register(IN_TRANSACTIONS)
 
 
 def grown(before: dict, after: dict) -> dict:

@@ -11,38 +11,16 @@ from datetime import datetime, timezone
 import pika
 import pytest
 import requests
-from prometheus_client import REGISTRY
 
 from contracts import RESIDENT_FORM_SUBMITTED
 from services.common.ingest import declare_topology, queue_for
 from services.residents.service import ResidentsService
 from tests.data.sample_form import form_csv
 
+from tests.integration.budgets import commands, spent
+from tests.waiting import until
+
 pytestmark = pytest.mark.integration
-
-
-def commands(service: str) -> dict[str, float]:
-    """Commands ``service``'s client has sent so far, by command name (all containers of this process)."""
-    found = {}
-    for family in REGISTRY.collect():
-        if family.name == "linli_db_commands":
-            for sample in family.samples:
-                if sample.name.endswith("_total") and sample.labels["service"] == service:
-                    found[sample.labels["command"]] = sample.value
-    return found
-
-
-def spent(before: dict, after: dict) -> dict[str, float]:
-    return {name: after[name] - before.get(name, 0) for name in after if after[name] > before.get(name, 0)}
-
-
-def until(condition, deadline_s, what):
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -54,8 +32,8 @@ def residents(container_factory, config, mongo_client):
 
 def settled(database, rows):
     """The import completed and its announcements published (the outbox empty)."""
-    until(lambda: database["imports"].find_one({"status": "completed"}), 300, "the import")
-    until(lambda: database["outbox"].count_documents({"sent_at": None}) == 0, 60, "the outbox relay")
+    until(lambda: database["imports"].find_one({"status": "completed"}), "the import", timeout_s=300)
+    until(lambda: database["outbox"].count_documents({"sent_at": None}) == 0, "the outbox relay", timeout_s=60)
     time.sleep(2.5)  # what the relay does after publishing is counted too
 
 
@@ -85,7 +63,7 @@ def test_a_registration_costs_its_look_ups_one_write_each_and_a_commit(residents
             "nationality": "CN", "preferred_language": "zh-CN", "birth_date": "1948-03-02",
             "phone": f"1380000{number:04d}"})
         assert response.status_code == 201, response.text
-    until(lambda: residents["outbox"].count_documents({}) == 0, 30, "the outbox relay")
+    until(lambda: residents["outbox"].count_documents({}) == 0, "the outbox relay", timeout_s=30)
     time.sleep(0.3)
     used = spent(before, commands("residents"))
     print(f"\n10 registrations: {used}")
@@ -119,9 +97,9 @@ def test_the_ingest_door_handles_messages_in_batches(container_factory, config, 
     container = container_factory(ResidentsService, config)
     container.start()
     before, started = commands("residents"), time.monotonic()
-    until(lambda: residents["residents"].count_documents({}) >= messages, 300, "the residents")
+    until(lambda: residents["residents"].count_documents({}) >= messages, "the residents", timeout_s=300)
     counted_s = time.monotonic() - started
-    until(lambda: residents["outbox"].count_documents({"sent_at": None}) == 0, 60, "the outbox relay")
+    until(lambda: residents["outbox"].count_documents({"sent_at": None}) == 0, "the outbox relay", timeout_s=60)
     time.sleep(2.5)
     used = spent(before, commands("residents"))
     per_message = sum(used.values()) / messages
