@@ -71,6 +71,9 @@ class BatchPublisher:
                 except Exception as exc:  # noqa: BLE001 - the connection is dropped; what is not acked waits
                     self.close()
                     failure = exc
+                except BaseException:  # killed mid-batch: the channel may hold half a message
+                    self.close()
+                    raise
                 for position, outcome in zip(waiting, batch.outcome):
                     acked[position] = outcome is True
                 if failure is None:

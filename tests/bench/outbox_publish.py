@@ -48,15 +48,16 @@ def main() -> None:
         queue = channel.queue_declare(f"{service}.tally", durable=True, auto_delete=False).queue  # as consumers'
         channel.queue_bind(queue, f"{service}.events", "#")
         outbox._publish(records[:1])  # connection opened and exchange declared: not timed
-        started, sent = time.perf_counter(), 0
+        started, cpu_started, sent = time.perf_counter(), time.process_time(), 0
         for start in range(1, len(records), args.batch):
             sent += len(outbox._publish(records[start:start + args.batch]))
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         time.sleep(0.5)
         arrived = channel.queue_declare(queue, passive=True).message_count
         channel.queue_delete(queue)
         channel.exchange_delete(f"{service}.events")
-    print(f"{sent} envelopes in {elapsed:.2f} s: {sent / elapsed:,.0f}/s ({elapsed / sent * 1e3:.2f} ms each); "
+    print(f"{sent} envelopes in {elapsed:.2f} s: {sent / elapsed:,.0f}/s ({elapsed / sent * 1e3:.2f} ms each, "
+          f"{cpu / sent * 1e3:.3f} ms CPU of this process); "
           f"{arrived} on the queue (incl. 1 warm-up)")
 
 
