@@ -4,7 +4,7 @@
 against its contract and writes the envelope into the service's ``outbox``
 collection in the caller's transaction, beside the data it announces: both
 commit or neither does. After the commit (else when the worker ends) the envelopes
-it staged are published (with publisher confirms) and deleted, many transactions'
+it staged are published (a batch at a time, the broker confirming the whole batch) and deleted, many transactions'
 worth in one write by the relay thread, which a commit wakes; at a low rate the relay
 also publishes whatever a process that died in between left behind. A message may so
 be published twice (died after publishing, before deleting), never not at all;
@@ -22,7 +22,8 @@ whatever a handler publishes through the outbox (``stage(self.db.session, ...)``
 how long the oldest has.
 
 ``LINLI_FAILPOINT`` (tests only) makes the process die at ``outbox:after-commit``
-or ``outbox:after-publish``, the two places where a crash could lose or repeat.
+or ``outbox:after-publish`` (a batch confirmed, none of it deleted), the two places where a
+crash could lose or repeat.
 """
 from __future__ import annotations
 
@@ -36,12 +37,12 @@ from datetime import datetime, timedelta, timezone
 import eventlet
 import mongoengine
 from eventlet.queue import Empty, LightQueue
-from nameko.amqp.publish import Publisher
 from nameko.events import get_event_exchange
 from nameko.extensions import DependencyProvider
 from pymongo import ReplaceOne
 
 from contracts import MessageType, build_envelope
+from services.common.confirms import BatchPublisher
 from services.common.messaging import CORRELATION_KEY
 from services.common.metrics import MESSAGES_PUBLISHED
 
@@ -115,7 +116,7 @@ class Outbox(DependencyProvider):
         config = self.container.config
         self.database_name = config.get("MONGO_DB_PREFIX", "linli_") + self.alias
         self.exchange = get_event_exchange(self.container.service_name, config)
-        self.publisher = Publisher(config["AMQP_URI"], serializer="json", declare=[self.exchange])
+        self.publisher = BatchPublisher(config["AMQP_URI"], self.exchange)
         self._running, self._relay_thread, self._sent = False, None, LightQueue()
 
     def start(self):
@@ -144,6 +145,7 @@ class Outbox(DependencyProvider):
         relay_thread, self._relay_thread = self._relay_thread, None
         if relay_thread is not None:
             relay_thread.kill()
+        self.publisher.close()
         return relay_thread
 
     def client(self):
@@ -202,14 +204,16 @@ class Outbox(DependencyProvider):
             self._owned.difference_update(ids - set(sent))
 
     def _publish(self, records: list[dict]) -> list[str]:
-        latest = {r["_id"]: r for r in records}  # a fact staged twice is published once, as last staged
-        sent = []
-        for record in latest.values():
-            self.publisher.publish(record["wire"], exchange=self.exchange, routing_key=record["type"])
+        """The ids of ``records`` the broker acked (the rest wait for the relay)."""
+        latest = list({r["_id"]: r for r in records}.values())  # a fact staged twice is published once, as last
+        acked = self.publisher.publish([(record["wire"], record["type"]) for record in latest])
+        sent = [record for record, ack in zip(latest, acked) if ack]
+        if sent:
             failpoint("outbox:after-publish")
-            sent.append(record["_id"])
-            MESSAGES_PUBLISHED.labels(self.container.service_name, record["type"]).inc()
-        return sent
+        for message_type in {record["type"] for record in sent}:
+            MESSAGES_PUBLISHED.labels(self.container.service_name, message_type).inc(
+                sum(record["type"] == message_type for record in sent))
+        return [record["_id"] for record in sent]
 
     def _relay_forever(self):
         """Delete what was sent, woken by commits; now and then publish what a dead process left."""
