@@ -42,7 +42,8 @@ def test_register_count_welcome_stop_and_start_again(linli):
 
     for language, needle in (("zh-CN", "欢迎"), ("en", "Welcome")):
         inbox_url = f"{linli.urls['notifications']}/residents/{ids[language]}/inbox"
-        inbox = poll(lambda: requests.get(inbox_url, headers=worker), lambda r: r.json()["items"]).json()
+        inbox = poll(lambda: requests.get(inbox_url, headers=worker),
+                     lambda r: r.status_code == 200 and r.json()["items"]).json()  # 404 until notifications knows them
         assert [(i["kind"], i["language"]) for i in inbox["items"]] == [("welcome", language)]
         assert needle in inbox["items"][0]["title"]
 
