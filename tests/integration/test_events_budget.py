@@ -13,7 +13,7 @@ from services.common.outbox import OUTBOX, Outbox
 from services.events.service import EventsService
 from tests.integration.test_events import start_platform
 from tests.integration.test_ingest import proposal
-from tests.integration.test_residents_budget import until
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -61,14 +61,14 @@ def test_one_registration_costs_five_commands_and_a_waitlisted_one_six(platform)
     it saw the commit) and deletes the record. A waitlisted registration also counts its position. The
     event's community (who may register for it) is read once per process and kept: it never changes."""
     event_id = platform.scheduled_event(capacity=1)
-    until(lambda: platform.outbox.count_documents({}) == 0, 30, "the event's own messages sent")
+    until(lambda: platform.outbox.count_documents({}) == 0, "the event's own messages sent", timeout_s=30)
     confirmed, waitlisted = platform.resident("甲"), platform.resident("乙")
     costs = {}
     for resident_id, outcome in ((confirmed, "confirmed"), (waitlisted, "waitlisted")):
         before = commands()
         response = platform.register(event_id, resident_id)
         assert response.json()["status"] == outcome, response.text
-        until(lambda: platform.outbox.count_documents({}) == 0, 30, "the registration's message sent")
+        until(lambda: platform.outbox.count_documents({}) == 0, "the registration's message sent", timeout_s=30)
         eventlet.sleep(0.2)  # the relay's delete, counted once it answered
         costs[outcome] = spent(before)
     print(f"\nconfirmed: {costs['confirmed']}\nwaitlisted: {costs['waitlisted']}")
