@@ -76,7 +76,7 @@ def test_kill_9_of_a_consumer_in_the_middle_of_the_stream_loses_and_doubles_noth
     client = pymongo.MongoClient(mongo.uri)
     effects = client[f"{db_prefix}{name}"][collection]
     try:
-        wait_for(lambda: effects.count_documents(query) > N // 10, 600, "a tenth to be handled", every_s=1)
+        wait_for(lambda: effects.count_documents(query) > N // 10, 600, "a tenth to be handled", every_s=0.05)
         service.kill(signal.SIGKILL)
         in_the_middle = effects.count_documents(query)
         assert in_the_middle < N, "the kill came too late to prove anything"
