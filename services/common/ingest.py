@@ -219,32 +219,6 @@ class Rejections:
                     type_label(delivery_info.get("routing_key")), ", ".join(rejected.codes))
 
 
-def once(database, envelope: Envelope, effect) -> tuple[dict, bool]:
-    """``(effect(session), True)`` with a record of the result written in the same transaction, keyed by
-    the envelope's ``source`` and ``id`` (unique together, as CloudEvents says); for an envelope seen
-    before, ``(the stored result, False)``. ``effect`` returns a plain dict."""
-    records = database[INGEST_RECORDS]
-    key = f"{envelope.source}|{envelope.id}"
-    stored = records.find_one({"_id": key})
-    if stored is not None:
-        return stored["result"], False
-
-    def in_transaction(session):
-        result = effect(session)
-        records.insert_one({"_id": key, "type": envelope.type, "result": result,
-                            "at": datetime.now(timezone.utc)}, session=session)
-        return result
-
-    try:
-        with database.client.start_session() as session:
-            return session.with_transaction(in_transaction), True
-    except DuplicateKeyError:
-        stored = records.find_one({"_id": key})  # the same message, processed concurrently
-        if stored is not None:
-            return stored["result"], False
-        raise
-
-
 def once_each(database, envelopes: list[Envelope], effect, transaction=None) -> list:
     """For each envelope, in order, its result: ``effect(session, fresh)`` decides those not seen before
     (one ``dict`` or ``IngestRejected`` each), in one transaction with the records of the results (a

@@ -4,6 +4,8 @@ Those that announce something run in the caller's transaction (``session``), the
 staged in the outbox beside the change (``publish``)."""
 from __future__ import annotations
 
+import functools
+
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -49,19 +51,10 @@ def find(event_id: str, session=None) -> Event:
     return Event._from_son(found)
 
 
-_communities: dict[str, str] = {}
-COMMUNITIES_KEPT = 10_000
-
-
+@functools.lru_cache(maxsize=10_000)
 def community_of(event_id: str) -> str:
-    """The event's community, which never changes: read once, then kept (at most ``COMMUNITIES_KEPT``)."""
-    community = _communities.get(event_id)
-    if community is None:
-        community = find(event_id).community_id
-        if len(_communities) >= COMMUNITIES_KEPT:
-            _communities.pop(next(iter(_communities)))
-        _communities[event_id] = community
-    return community
+    """The event's community, which never changes: read once, then kept (an unknown event raises, uncached)."""
+    return find(event_id).community_id
 
 
 def create(command: dict) -> list[str]:

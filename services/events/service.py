@@ -238,15 +238,14 @@ class EventsService(ServiceBase):
     def _promotion_window(self) -> timedelta:
         return timedelta(minutes=float(self.config.get("PROMOTION_CONFIRM_MINUTES", 24 * 60)))
 
-    def _stored(self, work):
+    def _stored(self, work, turn=None):
         """``work(publish, session)``: a use case whose writes and messages commit together (the outbox)."""
-        return self.outbox.transaction(lambda session, publish: work(publish, session))
+        return self.outbox.transaction(lambda session, publish: work(publish, session), turn=turn)
 
     def _stored_in_turn(self, event_id: str, work):
         """``_stored`` for work that writes the event's places: one such transaction of an event at a
         time in this process (``registrations.one_at_a_time``) until its commit; then it is published."""
-        return self.outbox.transaction(lambda session, publish: work(publish, session),
-                                       turn=registrations.one_at_a_time(event_id))
+        return self._stored(work, turn=registrations.one_at_a_time(event_id))
 
     def _register(self, event_id: str, resident: dict) -> dict:
         registration, position = self._stored_in_turn(event_id, lambda publish, session: registrations.register(
