@@ -5,11 +5,12 @@ import eventlet
 import pytest
 from kombu import Connection, Exchange
 from nameko.testing.services import entrypoint_hook
-from prometheus_client import REGISTRY
 
 from contracts import RESIDENT_REGISTERED, build_envelope, parse_envelope
 from services.common.messaging import message_handler
 from services.common.mongo import MongoDatabase
+
+from tests.integration.budgets import aborted, commands
 
 pytestmark = pytest.mark.integration
 RUNNING, BATCH_SIZES = [0, 0], []  # [running now, most running at once], the size of each batch
@@ -32,15 +33,11 @@ class SlowBatchCounter:
             RUNNING[0] -= 1
 
 
-def aborted() -> float:
-    return REGISTRY.get_sample_value("linli_db_transactions_aborted_total", {"service": "slow_batch_counter"}) or 0.0
-
-
 def test_one_batch_at_a_time_each_filled_to_max_batch(container_factory, config, mongo_client):
     RUNNING[:], BATCH_SIZES[:] = [0, 0], []
     container = container_factory(SlowBatchCounter, config)  # max_workers: 10
     container.start()
-    aborted_before = aborted()
+    aborted_before = aborted("slow_batch_counter")
     with Connection(config["AMQP_URI"]) as connection:
         producer = connection.Producer(serializer="json")
         for n in range(500):
@@ -55,14 +52,7 @@ def test_one_batch_at_a_time_each_filled_to_max_batch(container_factory, config,
     assert (effects.find_one({"_id": "tongzilin"}) or {}).get("n") == 500
     assert RUNNING[1] == 1, f"{RUNNING[1]} batches ran at once"
     assert max(BATCH_SIZES) == 100 and len(BATCH_SIZES) <= 8, BATCH_SIZES  # not the 10 of max_workers
-    assert aborted() == aborted_before
-
-
-def commands(service: str) -> dict[str, float]:
-    return {sample.labels["command"]: sample.value
-            for family in REGISTRY.collect() if family.name == "linli_db_commands"
-            for sample in family.samples
-            if sample.name == "linli_db_commands_total" and sample.labels["service"] == service}
+    assert aborted("slow_batch_counter") == aborted_before
 
 
 def test_exactly_once_costs_the_claims_the_effect_and_a_commit(container_factory, config, mongo_client):

@@ -17,6 +17,7 @@ from services.notifications import delivery, feed_delivery, feed_store, policy, 
 from services.notifications.feed_delivery import FeedSettings
 from services.notifications.compose import Composer, Recipient
 from tests.integration.test_notifications import platform, sms, smtp  # noqa: F401
+from tests.integration.budgets import commands
 from tests.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -24,16 +25,8 @@ AUDIENCE = 1200  # two pages of the fan-out
 CLAIM_FILTER_COMMANDS = ("find", "update", "findAndModify")
 
 
-def commands_by_name(service: str) -> dict[str, float]:
-    from prometheus_client import REGISTRY
-
-    return {sample.labels["command"]: sample.value for metric in REGISTRY.collect()
-            if metric.name == "linli_db_commands" for sample in metric.samples
-            if sample.name == "linli_db_commands_total" and sample.labels["service"] == service}
-
-
 def commands_of(service: str) -> float:
-    return sum(commands_by_name(service).values())
+    return sum(commands(service).values())
 
 
 def publish_registrations(amqp_uri: str, count: int) -> None:
@@ -50,12 +43,12 @@ def publish_registrations(amqp_uri: str, count: int) -> None:
 
 def test_an_announcement_costs_at_most_three_tenths_of_a_command_per_inbox(platform, config, mongo_client):
     notifications = mongo_client[config["MONGO_DB_PREFIX"] + "notifications"]["notifications"]
-    welcomed_from = commands_by_name("notifications")
+    welcomed_from = commands("notifications")
     publish_registrations(config["AMQP_URI"], AUDIENCE)
     until(lambda: notifications.count_documents({"kind": "welcome"}) >= AUDIENCE, timeout_s=120,
           what="every welcome")
     eventlet.sleep(1)
-    welcomes = {name: n - welcomed_from.get(name, 0) for name, n in commands_by_name("notifications").items()}
+    welcomes = {name: n - welcomed_from.get(name, 0) for name, n in commands("notifications").items()}
     print(f"{AUDIENCE} welcomes (and partner-feed records): {sum(welcomes.values()):.0f} commands, "
           f"{sum(welcomes.values()) / AUDIENCE:.3f} per resident; {welcomes}")
     before = commands_of("notifications")

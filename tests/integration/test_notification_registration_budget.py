@@ -9,14 +9,13 @@ import pytest
 from kombu import Connection, Exchange
 from nameko.rpc import rpc
 from nameko.testing.services import entrypoint_hook
-from prometheus_client import REGISTRY
 
 from contracts import build_envelope, parse_envelope
 from services.notifications import delivery, feed_store, store
 from services.notifications.service import NotificationsService
 from services.notifications.event_view import DETAIL_FIELDS
 
-from tests.integration.budgets import IN_TRANSACTIONS
+from tests.integration.budgets import IN_TRANSACTIONS, commands, spent
 
 pytestmark = pytest.mark.integration
 EVENTS = ("ev-food", "ev-lecture")
@@ -38,17 +37,6 @@ class FakeEvents:
                 "venue": "桐梓林社区广场", "time_zone": "Asia/Shanghai", "capacity": 100, "places_left": 3,
                 "status": "scheduled", "starts_at": "2026-12-12T10:00:00+08:00",
                 "ends_at": "2026-12-12T14:00:00+08:00"}
-
-
-def commands(service: str) -> dict[str, float]:
-    return {sample.labels["command"]: sample.value
-            for family in REGISTRY.collect() if family.name == "linli_db_commands"
-            for sample in family.samples
-            if sample.name == "linli_db_commands_total" and sample.labels["service"] == service}
-
-
-def grown(before: dict, after: dict) -> dict:
-    return {name: after[name] - before.get(name, 0) for name in after if after[name] > before.get(name, 0)}
 
 
 @pytest.fixture
@@ -161,12 +149,12 @@ def test_registrations_over_the_broker_cost_little_per_message_and_partner_feeds
         time.sleep(1)  # the last batch's outbox flush
     finally:
         IN_TRANSACTIONS.recording = False
-    cost = grown(before, commands("notifications"))
-    spent = sum(cost.values())
-    print(f"{count} registrations over the broker: {spent:.0f} commands, {spent / count:.3f} per message; "
+    cost = spent(before, commands("notifications"))
+    total = sum(cost.values())
+    print(f"{count} registrations over the broker: {total:.0f} commands, {total / count:.3f} per message; "
           f"{sorted(cost.items())}")
     # Batches, not a message at a time (15 commands a message before), with the timers' idle polls meanwhile.
-    assert spent / count <= 1.5, cost
+    assert total / count <= 1.5, cost
     assert sorted(FakeEvents.asked) == sorted(EVENTS)
     # No partner subscribed: the feed consumer read the subscriptions and committed nothing.
     assert database[feed_store.ENTRIES].count_documents({}) == 0

@@ -6,32 +6,13 @@ import time
 import pytest
 from kombu import Connection, Exchange
 from nameko.testing.services import entrypoint_hook
-from prometheus_client import REGISTRY
 
 from contracts import build_envelope, parse_envelope_or_unknown
 from services.reports.service import ReportsService
 
-from tests.integration.budgets import IN_TRANSACTIONS
+from tests.integration.budgets import IN_TRANSACTIONS, aborted, commands, spent
 
 pytestmark = pytest.mark.integration
-
-
-def commands(service="reports") -> dict[str, float]:
-    """linli_db_commands_total of ``service``, by command."""
-    return {sample.labels["command"]: sample.value
-            for family in REGISTRY.collect() if family.name == "linli_db_commands"
-            for sample in family.samples
-            if sample.name == "linli_db_commands_total" and sample.labels["service"] == service}
-
-
-def aborted(service="reports") -> float:
-    return REGISTRY.get_sample_value("linli_db_transactions_aborted_total", {"service": service}) or 0.0
-
-
-
-
-def grown(before: dict, after: dict) -> dict:
-    return {name: after[name] - before.get(name, 0) for name in after if after[name] > before.get(name, 0)}
 
 
 def registration(n: int, community: str = "tongzilin") -> dict:
@@ -99,16 +80,16 @@ def publish_registrations(amqp_uri, count, communities):
 def test_many_registrations_at_once_abort_nothing_and_cost_little_per_message(reports, config, mongo_client):
     database = mongo_client[config["MONGO_DB_PREFIX"] + "reports"]
     communities, count = ("tongzilin", "yulin"), 2000
-    before, aborted_before = commands(), aborted()
+    before, aborted_before = commands("reports"), aborted("reports")
     publish_registrations(config["AMQP_URI"], count, communities)
     deadline = time.monotonic() + 120
     while sum(doc.get("residents_total", 0) for doc in database["profile_communities"].find()) < count:
         assert time.monotonic() < deadline, "reports did not count every registration"
         time.sleep(0.2)
-    cost = grown(before, commands())
-    spent = f"{sum(cost.values()):.0f} commands: {sorted(cost.items())}"
-    assert aborted() == aborted_before, spent
-    assert sum(cost.values()) / count <= 0.5, spent  # batches, not one message at a time  # batches, not one message at a time
+    cost = spent(before, commands("reports"))
+    said = f"{sum(cost.values()):.0f} commands: {sorted(cost.items())}"
+    assert aborted("reports") == aborted_before, said
+    assert sum(cost.values()) / count <= 0.5, said  # batches, not one message at a time
 
 
 def test_an_assessment_stages_its_messages_in_one_write_whatever_the_number_of_communities(reports, bus_tap):
@@ -121,13 +102,13 @@ def test_an_assessment_stages_its_messages_in_one_write_whatever_the_number_of_c
         batch_cost(reports, [registration(n, community) for community in communities for n in range(2)])
         IN_TRANSACTIONS.seen.clear()
         IN_TRANSACTIONS.recording = True
-        before = commands()
+        before = commands("reports")
         try:
             with entrypoint_hook(reports, "assess") as assess:
                 assessed = assess("2026-11")
         finally:
             IN_TRANSACTIONS.recording = False
-        return assessed, dict(IN_TRANSACTIONS.seen), grown(before, commands())
+        return assessed, dict(IN_TRANSACTIONS.seen), spent(before, commands("reports"))
 
     few = assessment_cost([f"few-{n}" for n in range(3)])
     many = assessment_cost([f"many-{n}" for n in range(30)])
