@@ -5,9 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export LINLI_VAR_DIR ?= $(CURDIR)/var
+TEST_GROUPS ?= 3
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run stop test unit bench token lock clean contracts contracts-check contracts-release definitions broker-users broker-permissions test-chaos test-ops deploy-check
+.PHONY: help venv run stop test test-durations unit bench token lock clean contracts contracts-check contracts-release definitions broker-users broker-permissions test-chaos test-ops deploy-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -29,9 +30,15 @@ run: $(STAMP) ## start RabbitMQ (if needed), SecantusDB and the four services (S
 stop: $(STAMP) ## stop what `make run` started
 	$(BIN)/linli down
 
-test: $(STAMP) ## the whole suite: unit, integration (real RabbitMQ + SecantusDB), e2e
+test: $(STAMP) ## the whole suite: unit, integration (real RabbitMQ + SecantusDB), e2e — TEST_GROUPS pytest processes at once
 	@deploy/local/rabbitmq.sh ensure test
-	@set +e; $(BIN)/pytest --ignore=tests/chaos --ignore=tests/ops $(PYTEST_ARGS); status=$$?; deploy/local/rabbitmq.sh release test; exit $$status
+	@set +e; $(BIN)/python -m tests.run_groups --groups $(TEST_GROUPS) -- --ignore=tests/chaos --ignore=tests/ops $(PYTEST_ARGS); \
+	  status=$$?; deploy/local/rabbitmq.sh release test; exit $$status
+
+test-durations: $(STAMP) ## record each test's duration in tests/test_durations.json (how `make test` splits the suite)
+	@deploy/local/rabbitmq.sh ensure test
+	@set +e; $(BIN)/pytest --ignore=tests/chaos --ignore=tests/ops --store-durations \
+	  --durations-path=tests/test_durations.json $(PYTEST_ARGS); status=$$?; deploy/local/rabbitmq.sh release test; exit $$status
 
 test-chaos: $(STAMP) ## the slow fault tests: kill -9, database outage, broker restart, SIGTERM, two instances, outbox crashes
 	@deploy/local/rabbitmq.sh ensure test

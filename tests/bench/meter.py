@@ -3,7 +3,9 @@ transactions, and how long the processes take to go quiet after a load.
 
 Commands are read from each service's ``linli_db_commands_total`` (its pymongo client counts
 every command it sends), so they do not depend on how loaded the machine is: they are the
-budget. CPU is read from ``/proc/<pid>/stat`` of every process the platform started.
+budget. CPU is read from ``/proc/<pid>/stat`` of every process the platform started (and the
+broker's): the CPU a unit of work costs, summed over the processes and divided into the machine's
+cores, is the most units a second this machine can do, however the work is arranged.
 """
 from __future__ import annotations
 
@@ -42,8 +44,9 @@ class Meter:
     ``phase.exclude(service, commands)`` takes out commands the bench itself caused (its own
     polling of a service's HTTP reads), measured beforehand, so only the work is counted."""
 
-    def __init__(self, urls: dict[str, str]):
+    def __init__(self, urls: dict[str, str], pids: dict[str, int] | None = None):
         self.urls = urls
+        self.pids = pids or {}
 
     def phase(self, name: str, units: int, unit: str, budget: float | None = None) -> "Phase":
         return Phase(self, name, units, unit, budget)
@@ -68,11 +71,15 @@ class Phase:
 
     def __enter__(self) -> "Phase":
         self.before = read_counts(self.meter.urls)
+        self.cpu_before = {name: cpu_seconds(pid) for name, pid in self.meter.pids.items()}
         return self
 
     def __exit__(self, *exc) -> None:
         if exc[0] is None:
+            cpu = {name: cpu_seconds(pid) - self.cpu_before[name] for name, pid in self.meter.pids.items()}
             print(self.summary(read_counts(self.meter.urls)), flush=True)
+            if cpu:
+                print(self.cpu_summary(cpu), flush=True)
 
     def summary(self, after: Counts) -> str:
         per_service = {}
@@ -85,6 +92,17 @@ class Phase:
         budget = f" (budget {self.budget:g}: {'within' if total <= self.budget else 'OVER'})" if self.budget else ""
         return (f"          db commands per {self.unit}: {parts}  total {total:.3f}{budget}; "
                 f"transactions aborted {aborted:.0f}")
+
+
+    def cpu_summary(self, cpu: dict[str, float]) -> str:
+        """CPU milliseconds per unit by process (until the phase's work was all seen done), and the
+        rate that much CPU allows on this machine's cores."""
+        total = sum(cpu.values())
+        parts = "  ".join(f"{name} {seconds * 1000 / self.units:.2f}" for name, seconds in sorted(cpu.items()))
+        cores = os.cpu_count() or 1
+        ceiling = f"{cores * self.units / total:,.0f}" if total else "-"
+        return (f"          cpu ms per {self.unit}: {parts}  total {total * 1000 / self.units:.2f} "
+                f"(at most {ceiling} {self.unit}s/s on {cores} cores)")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -5,11 +5,15 @@ import collections
 from prometheus_client import REGISTRY
 from pymongo import monitoring
 
+from services.common.mongo import DB_COMMANDS
+
 
 def commands(service: str) -> dict[str, float]:
-    """Commands ``service``'s client has sent so far, by command name (all containers of this process)."""
+    """Commands ``service``'s client has sent so far, by command name (all containers of this process).
+    Read from the counter alone: a scrape of the whole registry would run the scrape-time gauges'
+    own queries and count them."""
     found = {}
-    for family in REGISTRY.collect():
+    for family in DB_COMMANDS.collect():
         if family.name == "linli_db_commands":
             for sample in family.samples:
                 if sample.name.endswith("_total") and sample.labels["service"] == service:

@@ -4,6 +4,7 @@ A collection-form import costs a few commands per chunk of rows, not per row; th
 handles a batch of messages in one transaction; the outbox stages and relays a batch of
 envelopes in a constant number of commands."""
 import json
+import math
 import time
 import uuid
 from datetime import datetime, timezone
@@ -56,7 +57,7 @@ def test_a_registration_costs_its_look_ups_one_write_each_and_a_commit(residents
     url = f"http://{config['WEB_SERVER_ADDRESS']}/residents"
     headers = {"Authorization": f"Bearer {token(['residents:write'])}"}
     time.sleep(0.5)  # the start's own commands are not counted
-    before = commands("residents")
+    before, started = commands("residents"), time.monotonic()
     for number in range(10):
         response = requests.post(url, headers=headers, timeout=10, json={
             "community_id": "tongzilin", "name": f"王秀英{number}", "residence_type": "registered",
@@ -68,8 +69,10 @@ def test_a_registration_costs_its_look_ups_one_write_each_and_a_commit(residents
     used = spent(before, commands("residents"))
     print(f"\n10 registrations: {used}")
     # per registration: the same-person look-ups (person key, former keys), the resident, its envelope,
-    # the commit; and the delete of the sent envelope, shared by commits a moment apart
-    assert sum(used.values()) <= 10 * 6, used
+    # the commit; and the delete of the sent envelope, shared by commits a moment apart. Besides: the
+    # outbox relay's one indexed find every 10 s, however many registrations (more on a slow machine).
+    relay_polls = math.ceil((time.monotonic() - started) / 10.0)
+    assert sum(used.values()) <= 10 * 6 + relay_polls, used
 
 
 def ingest_form(number):
