@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from datetime import datetime, timedelta
 
-from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo import ASCENDING, DESCENDING, UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.common.paging import page, window
@@ -63,18 +63,35 @@ def _make_due_work_claimable(db) -> None:
 # -- what the service knows of residents --------------------------------------
 
 def upsert_resident(db, facts: dict, session=None) -> None:
-    upsert_residents(db, [facts], session=session)
+    """One resident's facts (an update or a move): one upsert."""
+    fields = _audience_fields(facts)
+    db[AUDIENCE].update_one({"_id": facts["resident_id"]}, {"$set": fields, "$setOnInsert": {"status": "active"}},
+                            upsert=True, session=session)
+
+
+def _audience_fields(facts: dict) -> dict:
+    fields = {k: facts[k] for k in ("community_id", "preferred_language", "tags", "consent") if k in facts}
+    if fields.get("consent") is None:
+        fields.pop("consent", None)
+    return fields
 
 
 def upsert_residents(db, facts_list: list[dict], session=None) -> None:
-    """What notifications needs to know of residents, in one round trip for many."""
-    updates = []
+    """What notifications needs to know of residents: those it has not seen inserted in one write,
+    the others updated (one look-up tells which; an upsert each costs the store a statement each)."""
+    documents = {}
     for facts in facts_list:
-        fields = {k: facts[k] for k in ("community_id", "preferred_language", "tags", "consent") if k in facts}
-        if fields.get("consent") is None:
-            fields.pop("consent", None)
-        updates.append(UpdateOne({"_id": facts["resident_id"]},
-                                 {"$set": fields, "$setOnInsert": {"status": "active"}}, upsert=True))
+        documents[facts["resident_id"]] = _audience_fields(facts)  # twice in a batch: the later facts win
+    if not documents:
+        return
+    known = {d["_id"] for d in db[AUDIENCE].find({"_id": {"$in": list(documents)}}, {"_id": 1}, session=session)
+             .batch_size(len(documents) + 1)}
+    fresh = [{"_id": resident_id, **fields, "status": "active"}
+             for resident_id, fields in documents.items() if resident_id not in known]
+    if fresh:  # one written meanwhile by another instance fails the transaction, whose retry updates it
+        db[AUDIENCE].insert_many(fresh, ordered=False, session=session)
+    updates = [UpdateOne({"_id": resident_id}, {"$set": fields})
+               for resident_id, fields in documents.items() if resident_id in known and fields]
     if updates:
         db[AUDIENCE].bulk_write(updates, ordered=False, session=session)
 
@@ -259,12 +276,19 @@ def due_batches(db, now_fn, lease_s: float, batch: int, limit: int):
 
 
 def finish_batch(db, ended: list, now: datetime, session=None) -> list:
-    """Record how each of ``ended`` (``delivery.Attempt``) ended, in one write, where this instance
-    still holds the lease; returns those it recorded (a lease that ran out passed the delivery on)."""
+    """Record how each of ``ended`` (``delivery.Attempt``) ended, where this instance still holds the
+    lease; returns those it recorded (a lease that ran out passed the delivery on). Endings that write
+    the same fields (a batch's sent ones, its failures with one reason) share one ``update_many``: a
+    statement costs the store far more than a document does."""
     if not ended:
         return []
-    writes = [UpdateOne({"_id": e.claimed["_id"], leases.OWNER: e.claimed[leases.OWNER]}, {"$set": _ending(e, now)})
-              for e in ended]
+    groups: dict[tuple, list] = {}
+    for attempt in ended:
+        fields = _ending(attempt, now)
+        key = (attempt.claimed[leases.OWNER], tuple(sorted(fields.items(), key=lambda item: item[0])))
+        groups.setdefault(key, []).append(attempt.claimed["_id"])
+    writes = [UpdateMany({"_id": {"$in": ids}, leases.OWNER: owner}, {"$set": dict(fields)})
+              for (owner, fields), ids in groups.items()]
     result = db[DELIVERIES].bulk_write(writes, ordered=False, session=session)
     held = leases.held_by_claim(db[DELIVERIES], [e.claimed for e in ended], result, session=session)
     return [e for e in ended if e.claimed["_id"] in held]
