@@ -35,10 +35,10 @@ test: $(STAMP) ## the whole suite: unit, integration (real RabbitMQ + SecantusDB
 	@set +e; $(BIN)/python -m tests.run_groups --groups $(TEST_GROUPS) -- --ignore=tests/chaos --ignore=tests/ops $(PYTEST_ARGS); \
 	  status=$$?; deploy/local/rabbitmq.sh release test; exit $$status
 
-test-durations: $(STAMP) ## record each test's duration in tests/test_durations.json (how `make test` splits the suite)
+test-durations: $(STAMP) ## run `make test`, recording each test's duration in tests/test_durations.json (how it splits the suite)
 	@deploy/local/rabbitmq.sh ensure test
-	@set +e; $(BIN)/pytest --ignore=tests/chaos --ignore=tests/ops --store-durations \
-	  --durations-path=tests/test_durations.json $(PYTEST_ARGS); status=$$?; deploy/local/rabbitmq.sh release test; exit $$status
+	@set +e; $(BIN)/python -m tests.run_groups --groups $(TEST_GROUPS) --store-durations -- --ignore=tests/chaos --ignore=tests/ops \
+	  $(PYTEST_ARGS); status=$$?; deploy/local/rabbitmq.sh release test; exit $$status
 
 test-chaos: $(STAMP) ## the slow fault tests: kill -9, database outage, broker restart, SIGTERM, two instances, outbox crashes
 	@deploy/local/rabbitmq.sh ensure test

@@ -79,6 +79,9 @@ def _audience_fields(facts: dict) -> dict:
 def upsert_residents(db, facts_list: list[dict], session=None) -> None:
     """What notifications needs to know of residents: those it has not seen inserted in one write,
     the others updated (one look-up tells which; an upsert each costs the store a statement each)."""
+    if len(facts_list) == 1:  # one alone: one upsert is one statement, as the look-up would be
+        upsert_resident(db, facts_list[0], session=session)
+        return
     documents = {}
     for facts in facts_list:
         documents[facts["resident_id"]] = _audience_fields(facts)  # twice in a batch: the later facts win

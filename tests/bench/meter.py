@@ -102,7 +102,7 @@ class Phase:
         cores = os.cpu_count() or 1
         ceiling = f"{cores * self.units / total:,.0f}" if total else "-"
         return (f"          cpu ms per {self.unit}: {parts}  total {total * 1000 / self.units:.2f} "
-                f"(at most {ceiling} {self.unit}s/s on {cores} cores)")
+                f"(at most {ceiling} a second on {cores} cores)")
 
 
 def cpu_seconds(pid: int) -> float:
