@@ -2,13 +2,12 @@
 
 Most of a test's time is spent waiting on the broker, the store or a service process, so three
 processes on two cores finish in a little over half the time of one (measured: 9 min against 17).
-pytest-split cuts the ordered
-suite into N contiguous chunks of about equal time, by the durations recorded in
-``tests/test_durations.json`` (``make test-durations`` records them again, measured with the groups
-running side by side, as ``make test`` runs them), so a module's tests
-and their module-scoped platform stay in one process. Each process has its own run id, so its own
-SecantusDB, vhosts and database names. Every line a process prints is prefixed with its group;
-the exit status is the first failing group's, or 0.
+pytest-split cuts the ordered suite into N contiguous chunks of about equal time, by the durations
+recorded in ``tests/test_durations.json`` (``make test-durations`` records them again, measured with
+the groups running side by side, as ``make test`` runs them), so a module's tests and their
+module-scoped platform stay in one process. Each process has its own run id, so its own SecantusDB,
+vhosts and database names. Every line a process prints is prefixed with its group. The exit status
+is the first failing group's; 5 (no tests) if no group ran any; else 0.
 
     python -m tests.run_groups --groups 3 -- [pytest arguments]
 """
@@ -58,7 +57,9 @@ def main() -> int:
     print(f"{args.groups} groups in {time.monotonic() - started:.0f} s: "
           + ", ".join(f"group {g} exit {s}" for g, s in statuses.items()), flush=True)
     failed = [s for s in statuses.values() if s not in (0, NO_TESTS_COLLECTED)]
-    return failed[0] if failed else 0
+    if failed:
+        return failed[0]
+    return NO_TESTS_COLLECTED if all(s == NO_TESTS_COLLECTED for s in statuses.values()) else 0
 
 
 def _group_file(group: int) -> Path:

@@ -103,7 +103,7 @@ def access_of(service_cls) -> Access:
     from services.notifications.feed_delivery import FeedConfig
 
     name, access = service_cls.name, Access()
-    access.exchange(f"{name}.events", publish=True)  # MessageDispatcher and Outbox
+    access.exchange(f"{name}.events", publish=True)  # the outbox
     for source, _, queue in consumed(service_cls):
         if source == OUTSIDE:
             continue

@@ -43,7 +43,7 @@ def published_constants(service: str) -> set[str]:
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Name):
                 func = node.func
-                # publish(...) and self.publish(...): the MessageDispatcher, not a raw broker publisher.
+                # publish(...) and self.publish(...): the outbox's publish, not a raw broker publisher.
                 through_dispatcher = (isinstance(func, ast.Name) and func.id == "publish") or (
                     isinstance(func, ast.Attribute) and func.attr == "publish"
                     and isinstance(func.value, ast.Name) and func.value.id == "self")

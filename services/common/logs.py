@@ -72,7 +72,7 @@ class EntrypointLog(DependencyProvider):
 
     def worker_setup(self, worker_ctx):
         # A chain that starts here (a timer, a caller without one) is known by this worker's call id,
-        # as MessageDispatcher already names it.
+        # as the outbox already names the envelopes it publishes.
         worker_ctx.data.setdefault(CORRELATION_KEY, worker_ctx.call_id)  # (context_data is a copy of data)
         self._started[worker_ctx] = time.monotonic()
 

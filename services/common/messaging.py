@@ -1,8 +1,5 @@
-"""Publishing and handling contract messages on nameko's events machinery.
-
-``MessageDispatcher`` validates ``data`` against the contract and wraps it in
-the CloudEvents envelope before anything is sent; an unknown type or an
-invalid payload raises instead of publishing.
+"""Handling contract messages on nameko's events machinery (services publish through
+``services.common.outbox``, which validates against the contract before anything is stored).
 
 ``message_handler(source_service, message_type)`` decorates a service method
 that receives an ``Envelope``. It refuses envelopes that break the contract,
@@ -30,15 +27,15 @@ from kombu import Connection
 from kombu.exceptions import OperationalError
 from nameko.amqp.publish import Publisher
 from nameko.exceptions import ContainerBeingKilled
-from nameko.events import EventDispatcher, EventHandler
+from nameko.events import EventHandler
 
-from contracts import ContractError, MessageType, build_envelope, parse_envelope
+from contracts import ContractError, MessageType, parse_envelope
 from services.common.consumer_queues import (  # noqa: F401 - also imported from here
     DEAD_LETTER_EXCHANGE, DEFAULT_RETRY_DELAYS_S, PrefetchingQueueConsumer, batch_prefetch, dead_letter_queue,
     retry_delays, retry_queues,
 )
 from services.common.metrics import (
-    MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED, MESSAGES_PUBLISHED, MESSAGES_RETRIED, message_type_label,
+    MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED, MESSAGES_RETRIED, message_type_label,
 )
 from services.common.mongo import Database
 from services.common.queue_type import durable_queue
@@ -54,44 +51,6 @@ _FACT_NAMESPACE = uuid.UUID("4c1f1e7e-7a4b-4f4e-9d1c-6c696e6c6921")
 def fact_id(*parts) -> str:
     """A message id that is the same whenever the same fact is published."""
     return str(uuid.uuid5(_FACT_NAMESPACE, "\x1f".join(str(p) for p in parts)))
-
-
-class MessageDispatcher(EventDispatcher):
-    """Injects ``publish(message_type, data, *, subject=None, community=None) -> Envelope``."""
-
-    def get_dependency(self, worker_ctx):
-        headers = self.get_message_headers(worker_ctx)
-        service = self.container.service_name
-        correlation_id = worker_ctx.context_data.get(CORRELATION_KEY) or worker_ctx.call_id
-
-        def publish(message_type: MessageType, data: dict, *, subject=None, community=None, message_id=None):
-            """Publish one message. Pass a ``message_id`` derived from the fact
-            (``fact_id(...)``) where the same fact may be published again after a
-            crash, so consumers see the same envelope id and skip it."""
-            if not isinstance(message_type, MessageType):
-                raise ContractError(
-                    f"publish() takes a contracts.MessageType, not {type(message_type).__name__}"
-                )
-            envelope = build_envelope(
-                message_type.name,
-                data,
-                version=message_type.version,
-                source=f"linli/{service}",
-                subject=subject,
-                community=community,
-                correlationid=correlation_id,
-                message_id=message_id,
-            )
-            self.publisher.publish(
-                envelope.to_wire(),
-                exchange=self.exchange,
-                routing_key=envelope.type,
-                extra_headers=headers,
-            )
-            MESSAGES_PUBLISHED.labels(service, envelope.type).inc()
-            return envelope
-
-        return publish
 
 
 @dataclass(frozen=True)

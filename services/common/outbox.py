@@ -41,7 +41,7 @@ from nameko.events import get_event_exchange
 from nameko.extensions import DependencyProvider
 from pymongo import ReplaceOne
 
-from contracts import MessageType, build_envelope
+from contracts import ContractError, MessageType, build_envelope
 from services.common.confirms import BatchPublisher
 from services.common.messaging import CORRELATION_KEY
 from services.common.metrics import MESSAGES_PUBLISHED
@@ -166,6 +166,8 @@ class Outbox(DependencyProvider):
     def record(self, worker_ctx, message_type: MessageType, data: dict, *, subject=None, community=None,
                message_id=None) -> dict:
         """The outbox record of one message (validated against its contract), not yet written."""
+        if not isinstance(message_type, MessageType):  # a bare name would skip the registry's versioning
+            raise ContractError(f"publish() takes a contracts.MessageType, not {type(message_type).__name__}")
         envelope = build_envelope(message_type.name, data, version=message_type.version,
                                   source=f"linli/{self.container.service_name}", subject=subject,
                                   community=community, message_id=message_id,

@@ -93,7 +93,6 @@ class Phase:
         return (f"          db commands per {self.unit}: {parts}  total {total:.3f}{budget}; "
                 f"transactions aborted {aborted:.0f}")
 
-
     def cpu_summary(self, cpu: dict[str, float]) -> str:
         """CPU milliseconds per unit by process (until the phase's work was all seen done), and the
         rate that much CPU allows on this machine's cores."""

@@ -1,5 +1,5 @@
-"""The contract-checking dispatcher and the exactly-once, dead-lettering handler,
-against the real RabbitMQ and SecantusDB."""
+"""Publishing through the outbox (contract-checked, as every service publishes) and the exactly-once,
+dead-lettering handler, against the real RabbitMQ and SecantusDB."""
 import collections
 import json
 
@@ -11,19 +11,23 @@ from nameko.rpc import rpc
 from nameko.testing.services import entrypoint_hook, entrypoint_waiter
 
 from contracts import RESIDENT_REGISTERED, ContractError, InvalidPayload, UnknownMessageType, build_envelope, registry
-from services.common.messaging import MessageDispatcher, message_handler
+from services.common.messaging import message_handler
 from services.common.mongo import PROCESSED_COLLECTION, MongoDatabase
+from services.common.outbox import Outbox
 
 pytestmark = pytest.mark.integration
 
 
 class Producer:
+    """Publishes as every service does: through its outbox, in a transaction (here with no other write)."""
     name = "producer"
-    publish = MessageDispatcher()
+    db = MongoDatabase("producer")
+    outbox = Outbox("producer")
 
     @rpc
     def emit(self, message_type, data):
-        return self.publish(message_type, data, subject=data.get("resident_id"), community="tongzilin").to_wire()
+        return self.outbox.transaction(lambda session, publish: publish(
+            message_type, data, subject=data.get("resident_id"), community="tongzilin"))
 
 
 class Counter:
@@ -34,7 +38,10 @@ class Counter:
     @message_handler("producer", RESIDENT_REGISTERED)
     def count(self, envelope):
         self.db["effects"].update_one(
-            {"_id": envelope.data["community_id"]}, {"$inc": {"n": 1}}, upsert=True, session=self.db.session
+            {"_id": envelope.data["community_id"]},
+            {"$inc": {"n": 1}, "$set": {"last": {"id": envelope.id, "source": envelope.source,
+                                                  "correlationid": envelope.correlationid}}},
+            upsert=True, session=self.db.session,
         )
         if "explode" in envelope.data["tags"] and not Counter.fixed:
             raise ValueError("refusing an exploding resident (test)")
@@ -94,12 +101,12 @@ def producer(container_factory, config):
 def test_a_published_message_is_an_envelope_handled_once(producer, counter, config, effects):
     with entrypoint_waiter(counter, "count", timeout=15):
         with entrypoint_hook(producer, "emit") as emit:
-            wire = emit(RESIDENT_REGISTERED, facts())
-    assert wire["type"] == "resident.registered" and wire["source"] == "linli/producer"
-    assert wire["correlationid"]
+            envelope_id = emit(RESIDENT_REGISTERED, facts())
     effect_docs, processed = effects
-    assert effect_docs.find_one({"_id": "tongzilin"})["n"] == 1
-    assert processed.count_documents({}) == 1
+    effect = effect_docs.find_one({"_id": "tongzilin"})
+    assert effect["n"] == 1 and processed.count_documents({}) == 1
+    assert effect["last"]["id"] == envelope_id and effect["last"]["source"] == "linli/producer"
+    assert effect["last"]["correlationid"]
 
 
 def test_a_redelivered_envelope_changes_nothing(counter, config, effects):
@@ -122,10 +129,12 @@ def test_a_redelivered_envelope_changes_nothing(counter, config, effects):
         ("resident.registered", facts(), ContractError),
     ],
 )
-def test_an_invalid_publish_raises_and_sends_nothing(producer, counter, config, message_type, data, error, effects):
+def test_an_invalid_publish_raises_and_sends_nothing(producer, counter, config, message_type, data, error, effects,
+                                                     mongo_client):
     with entrypoint_hook(producer, "emit") as emit:
         with pytest.raises(error):
             emit(message_type, data)
+    assert mongo_client[config["MONGO_DB_PREFIX"] + "producer"]["outbox"].count_documents({}) == 0
     # Nothing reached the consumer's queue: a valid message published now is the first one there.
     with entrypoint_waiter(counter, "count", timeout=15):
         with entrypoint_hook(producer, "emit") as emit:
