@@ -20,9 +20,10 @@ from datetime import datetime, timedelta, timezone
 import eventlet
 
 from services.common.ingest import INGEST_RECORDS
-from services.common.mongo import PROCESSED_COLLECTION
 
 log = logging.getLogger(__name__)
+
+PROCESSED_COLLECTION = "processed_messages"  # a consumer's claims (services.common.mongo.Database.exactly_once)
 
 EXPIRING = {PROCESSED_COLLECTION: "processed_at", INGEST_RECORDS: "at"}  # collection -> the date it expires by
 DEFAULT_RETENTION_HOURS = 7 * 24

@@ -31,7 +31,7 @@ from services.common.ingest import (
     INGEST_EXCHANGE, INGEST_MESSAGES, PERSISTENT, UNROUTED_QUEUE, IngestRejected, Rejections, check_body,
     declare_topology, declared, error, queue_for, type_label,
 )
-from services.common.messaging import CORRELATION_KEY
+from services.common.correlation import CORRELATION_KEY
 from services.common.web import ApiError
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from nameko.timer import Timer
 from nameko.web.handlers import HttpRequestHandler
 from werkzeug.wrappers import Response
 
-from services.common.messaging import CORRELATION_KEY
+from services.common.correlation import CORRELATION_KEY
 
 CORRELATION_HEADER = "X-Correlation-Id"
 PROBE_ROUTES = frozenset({"/health", "/ready", "/metrics"})

@@ -30,6 +30,7 @@ from nameko.exceptions import ContainerBeingKilled
 from nameko.events import EventHandler
 
 from contracts import ContractError, MessageType, parse_envelope
+from services.common.correlation import CORRELATION_KEY
 from services.common.consumer_queues import (  # noqa: F401 - also imported from here
     DEAD_LETTER_EXCHANGE, DEFAULT_RETRY_DELAYS_S, PrefetchingQueueConsumer, batch_prefetch, dead_letter_queue,
     retry_delays, retry_queues,
@@ -42,7 +43,6 @@ from services.common.queue_type import durable_queue
 
 log = logging.getLogger(__name__)
 
-CORRELATION_KEY = "correlation_id"
 
 
 _FACT_NAMESPACE = uuid.UUID("4c1f1e7e-7a4b-4f4e-9d1c-6c696e6c6921")

@@ -90,10 +90,14 @@ _registered = threading.Lock()
 _collector = None
 
 
+EVERY_SERVICE = "*"
+
+
 def scrape_time_metrics(service: str):
     """Decorate ``fn(container) -> [metric families]``: called for every running container of
-    ``service`` when Prometheus scrapes. It must return its families (maybe without samples)
-    even when there is nothing to report, so the catalogue test sees every metric."""
+    ``service`` (``EVERY_SERVICE``: of every service) when Prometheus scrapes. It must return its
+    families (maybe without samples) even when there is nothing to report, so the catalogue test
+    sees every metric."""
 
     def register(fn):
         _scrape_time.setdefault(service, []).append(fn)
@@ -161,7 +165,7 @@ class EntrypointMetrics(DependencyProvider):
 
     def scrape(self) -> list:
         families = []
-        for fn in (lambda _: self.queue_stats.families(), outbox_families,
+        for fn in (lambda _: self.queue_stats.families(), *_scrape_time.get(EVERY_SERVICE, ()),
                    *_scrape_time.get(self.container.service_name, ())):
             try:
                 families.extend(fn(self.container))
@@ -257,21 +261,3 @@ def _declare_passively(connection, names) -> dict[str, tuple[int, int]]:
         except Exception:  # noqa: BLE001 - a channel closed by the broker is fine
             pass
     return stats
-
-
-# -- the outbox -------------------------------------------------------------------------------
-
-def outbox_families(container) -> list:
-    """``linli_outbox_pending`` and ``linli_outbox_oldest_age_seconds`` of the service's outbox (if it has one)."""
-    from services.common.outbox import Outbox, backlog
-
-    service = container.service_name
-    pending = GaugeMetricFamily("linli_outbox_pending", "Outbox records stored but not yet published.",
-                                labels=["service"])
-    oldest = GaugeMetricFamily("linli_outbox_oldest_age_seconds",
-                               "Age of the oldest outbox record not yet published (0 when none).", labels=["service"])
-    for outbox in (d for d in container.dependencies if isinstance(d, Outbox)):
-        found = backlog(outbox.client()[outbox.database_name])
-        pending.add_metric([service], found.pending)
-        oldest.add_metric([service], found.oldest_age_seconds)
-    return [pending, oldest]

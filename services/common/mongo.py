@@ -21,7 +21,9 @@ from prometheus_client import Counter
 from pymongo import monitoring
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-PROCESSED_COLLECTION = "processed_messages"
+from services.common import bookkeeping
+from services.common.bookkeeping import PROCESSED_COLLECTION
+
 DB_COMMANDS = Counter(
     "linli_db_commands_total",
     "Database commands the service sent (each a round trip), by command name.",
@@ -179,18 +181,11 @@ class MongoDatabase(DependencyProvider):
             document.ensure_indexes()
         if self.prepare is not None:
             self.prepare(self.client[self.database_name])
-        self._bookkeeping().prepare(self.client[self.database_name])
+        bookkeeping.prepare(self.client[self.database_name])
 
     # -- bookkeeping that expires (services.common.bookkeeping): processed_messages, ingest records --
 
-    @staticmethod
-    def _bookkeeping():
-        from services.common import bookkeeping  # here: it imports this module's collection name
-
-        return bookkeeping
-
     def start(self):
-        bookkeeping = self._bookkeeping()
         self._pruner = self.container.spawn_managed_thread(partial(
             bookkeeping.prune_forever, self.client[self.database_name], bookkeeping.retention(self.container.config)))
 

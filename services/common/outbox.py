@@ -43,8 +43,8 @@ from pymongo import ReplaceOne
 
 from contracts import ContractError, MessageType, build_envelope
 from services.common.confirms import BatchPublisher
-from services.common.messaging import CORRELATION_KEY
-from services.common.metrics import MESSAGES_PUBLISHED
+from services.common.correlation import CORRELATION_KEY
+from services.common.metrics import EVERY_SERVICE, MESSAGES_PUBLISHED, scrape_time_metrics
 
 log = logging.getLogger(__name__)
 OUTBOX = "outbox"  # stable: operators' gauges and the relay read it by this name
@@ -76,6 +76,23 @@ def backlog(database, now: datetime | None = None) -> Backlog:
     if created_at.tzinfo is None:
         created_at = created_at.replace(tzinfo=timezone.utc)
     return Backlog(pending, max(0.0, ((now or datetime.now(timezone.utc)) - created_at).total_seconds()))
+
+
+@scrape_time_metrics(EVERY_SERVICE)
+def outbox_families(container) -> list:
+    """``linli_outbox_pending`` and ``linli_outbox_oldest_age_seconds`` of the service's outbox (if it has one)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    service = container.service_name
+    pending = GaugeMetricFamily("linli_outbox_pending", "Outbox records stored but not yet published.",
+                                labels=["service"])
+    oldest = GaugeMetricFamily("linli_outbox_oldest_age_seconds",
+                               "Age of the oldest outbox record not yet published (0 when none).", labels=["service"])
+    for outbox in (d for d in container.dependencies if isinstance(d, Outbox)):
+        found = backlog(outbox.client()[outbox.database_name])
+        pending.add_metric([service], found.pending)
+        oldest.add_metric([service], found.oldest_age_seconds)
+    return [pending, oldest]
 
 
 def save_changes(document, session) -> None:

@@ -25,7 +25,7 @@ from werkzeug.wrappers import Response
 from services.common.auth import AuthError, principal_from_header
 from services.common.inputs import paths, unstorable_text
 from services.common.logs import CORRELATION_HEADER, correlation_id_from, http_outcome, log_call
-from services.common.messaging import CORRELATION_KEY
+from services.common.correlation import CORRELATION_KEY
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 10 * 1024 * 1024
