@@ -39,6 +39,7 @@ import mongoengine
 from eventlet.queue import Empty, LightQueue
 from nameko.events import get_event_exchange
 from nameko.extensions import DependencyProvider
+from prometheus_client.core import GaugeMetricFamily
 from pymongo import ReplaceOne
 
 from contracts import ContractError, MessageType, build_envelope
@@ -81,8 +82,6 @@ def backlog(database, now: datetime | None = None) -> Backlog:
 @scrape_time_metrics(EVERY_SERVICE)
 def outbox_families(container) -> list:
     """``linli_outbox_pending`` and ``linli_outbox_oldest_age_seconds`` of the service's outbox (if it has one)."""
-    from prometheus_client.core import GaugeMetricFamily
-
     service = container.service_name
     pending = GaugeMetricFamily("linli_outbox_pending", "Outbox records stored but not yet published.",
                                 labels=["service"])

@@ -2,23 +2,21 @@
 commands sent inside transactions (a handler's, not a relay's or a timer's)."""
 import collections
 
-from prometheus_client import REGISTRY
 from pymongo import monitoring
 
-from services.common.mongo import DB_COMMANDS
+from services.common.mongo import DB_COMMANDS, DB_TRANSACTIONS_ABORTED
+
+
+def _samples(counter, service: str) -> dict[str, float]:
+    """A counter's ``*_total`` values of one service, by their other label, read from the counter alone:
+    a scrape of the whole registry would run the scrape-time gauges' own queries and count them."""
+    return {sample.labels.get("command", ""): sample.value for family in counter.collect()
+            for sample in family.samples if sample.name.endswith("_total") and sample.labels["service"] == service}
 
 
 def commands(service: str) -> dict[str, float]:
-    """Commands ``service``'s client has sent so far, by command name (all containers of this process).
-    Read from the counter alone: a scrape of the whole registry would run the scrape-time gauges'
-    own queries and count them."""
-    found = {}
-    for family in DB_COMMANDS.collect():
-        if family.name == "linli_db_commands":
-            for sample in family.samples:
-                if sample.name.endswith("_total") and sample.labels["service"] == service:
-                    found[sample.labels["command"]] = sample.value
-    return found
+    """Commands ``service``'s client has sent so far, by command name (all containers of this process)."""
+    return _samples(DB_COMMANDS, service)
 
 
 def spent(before: dict, after: dict) -> dict[str, float]:
@@ -26,7 +24,7 @@ def spent(before: dict, after: dict) -> dict[str, float]:
 
 
 def aborted(service: str) -> float:
-    return REGISTRY.get_sample_value("linli_db_transactions_aborted_total", {"service": service}) or 0.0
+    return sum(_samples(DB_TRANSACTIONS_ABORTED, service).values())
 
 
 class TransactionCommands(monitoring.CommandListener):

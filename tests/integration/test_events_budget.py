@@ -8,34 +8,14 @@ import pytest
 from nameko.testing.services import entrypoint_hook
 
 from services.common.ingest import IngestRejected, check_body
-from services.common.mongo import DB_COMMANDS, DB_TRANSACTIONS_ABORTED
 from services.common.outbox import OUTBOX, Outbox
 from services.events.service import EventsService
+from tests.integration.budgets import aborted, commands, spent
 from tests.integration.test_events import start_platform
 from tests.integration.test_ingest import proposal
 from tests.waiting import until
 
 pytestmark = pytest.mark.integration
-
-
-def _samples(counter, service: str) -> dict[str, float]:
-    """A counter's ``*_total`` values of one service, by their other label, read from the counter alone:
-    a scrape of the whole registry would read the outbox backlog, itself commands of the service."""
-    return {sample.labels.get("command", ""): sample.value for family in counter.collect()
-            for sample in family.samples if sample.name.endswith("_total") and sample.labels["service"] == service}
-
-
-def commands(service: str = "events") -> dict[str, float]:
-    return _samples(DB_COMMANDS, service)
-
-
-def aborted(service: str = "events") -> float:
-    return sum(_samples(DB_TRANSACTIONS_ABORTED, service).values())
-
-
-def spent(before: dict[str, float], service: str = "events") -> dict[str, float]:
-    after = commands(service)
-    return {name: n - before.get(name, 0) for name, n in after.items() if n > before.get(name, 0)}
 
 
 class QuietEvents(EventsService):
@@ -65,12 +45,12 @@ def test_one_registration_costs_five_commands_and_a_waitlisted_one_six(platform)
     confirmed, waitlisted = platform.resident("甲"), platform.resident("乙")
     costs = {}
     for resident_id, outcome in ((confirmed, "confirmed"), (waitlisted, "waitlisted")):
-        before = commands()
+        before = commands("events")
         response = platform.register(event_id, resident_id)
         assert response.json()["status"] == outcome, response.text
         until(lambda: platform.outbox.count_documents({}) == 0, "the registration's message sent", timeout_s=30)
         eventlet.sleep(0.2)  # the relay's delete, counted once it answered
-        costs[outcome] = spent(before)
+        costs[outcome] = spent(before, commands("events"))
     print(f"\nconfirmed: {costs['confirmed']}\nwaitlisted: {costs['waitlisted']}")
     assert costs["confirmed"] == {"findAndModify": 2, "insert": 1, "commitTransaction": 1, "delete": 1}, costs
     assert costs["waitlisted"] == {**costs["confirmed"], "aggregate": 1}, costs
@@ -82,14 +62,14 @@ def test_concurrent_registrations_never_overbook_and_abort_nothing(platform):
     whose competitor commits meanwhile; each retry is counted in linli_db_transactions_aborted_total.)"""
     event_id = platform.scheduled_event(capacity=5)
     residents = [platform.resident(f"居民{i}") for i in range(40)]
-    aborted_before, before = aborted(), commands()
+    aborted_before, before = aborted("events"), commands("events")
     pool = eventlet.GreenPool(16)
     results = list(pool.imap(lambda rid: platform.register(event_id, rid).json(), residents))
     assert sorted(r["status"] for r in results).count("confirmed") == 5
     positions = sorted(r["waitlist_position"] for r in results if r["status"] == "waitlisted")
     assert positions == list(range(1, 36))
-    assert aborted() - aborted_before == 0
-    assert sum(spent(before).values()) <= 5 * 6 + 35 * 7  # nothing done twice
+    assert aborted("events") - aborted_before == 0
+    assert sum(spent(before, commands("events")).values()) <= 5 * 6 + 35 * 7  # nothing done twice
     assert platform.events("GET", f"/events/{event_id}").json()["places_left"] == 0
 
 
@@ -101,10 +81,10 @@ def test_a_batch_of_proposals_costs_four_commands_whatever_its_size(container_fa
     container.start()
 
     def ingest(envelopes):
-        before = commands()
+        before = commands("events")
         with entrypoint_hook(container, "ingest_proposal") as ingest_proposal:
             outcomes = ingest_proposal(envelopes)
-        return outcomes, spent(before)
+        return outcomes, spent(before, commands("events"))
 
     def batch(first, size):
         past = datetime.now(timezone.utc) - timedelta(days=1)
