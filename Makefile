@@ -61,22 +61,22 @@ token: $(STAMP) ## print a token for every scope and every community (local use)
 	@$(BIN)/linli token --communities '*' --scopes residents:read,residents:write,residents:pii,events:read,events:write,notifications:read,notifications:write,notifications:admin,reports:read,reports:admin
 
 contracts: $(STAMP) ## regenerate contracts/schemas/*.json and contracts/asyncapi.yaml from the contracts
-	$(BIN)/python -m services.common.contract_docs write
+	$(BIN)/python -m platform_tools.contract_docs write
 
 contracts-check: $(STAMP) ## fail if a schema breaks the released set in contracts/released/
-	$(BIN)/python -m services.common.contract_docs check
+	$(BIN)/python -m platform_tools.contract_docs check
 
 contracts-release: $(STAMP) ## record the current schemas as the released set (after a release)
-	$(BIN)/python -m services.common.contract_docs release
+	$(BIN)/python -m platform_tools.contract_docs release
 
 definitions: $(STAMP) ## regenerate deploy/rabbitmq/ and deploy/k8s/rabbitmq/definitions.json (classic / quorum queues)
-	$(BIN)/python -m services.common.broker_definitions
+	$(BIN)/python -m platform_tools.broker_definitions
 
 broker-permissions: $(STAMP) ## regenerate deploy/rabbitmq/permissions.json (each service's least permissions)
-	$(BIN)/python -m services.common.broker_users write
+	$(BIN)/python -m platform_tools.broker_users write
 
 broker-users: $(STAMP) ## create/update each service's RabbitMQ user in VHOST (passwords: LINLI_AMQP_PASSWORD_<SERVICE>)
-	$(BIN)/python -m services.common.broker_users apply --vhost $(or $(VHOST),/)
+	$(BIN)/python -m platform_tools.broker_users apply --vhost $(or $(VHOST),/)
 
 deploy-check: $(STAMP) ## check deploy/ offline: YAML, Kubernetes schemas, kustomize, compose, Dockerfile
 	$(BIN)/pytest tests/ops/test_manifests.py $(PYTEST_ARGS)

@@ -12,7 +12,7 @@
 
 Passwords come from the environment, never from a file in git: LINLI_RABBITMQ_ADMIN_USER and
 LINLI_RABBITMQ_ADMIN_PASSWORD, and LINLI_AMQP_PASSWORD_<SERVICE> for each service
-(``services.common.broker_users``, which also decides each user's least permissions).
+(``platform_tools.broker_users``, which also decides each user's least permissions).
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from services.common.broker_definitions import definitions
-from services.common.broker_users import permissions
+from platform_tools.broker_definitions import definitions
+from platform_tools.broker_users import permissions
 from services.common.messaging import retry_delays
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import pika
 import requests
 
-from services.common import platform as linli_platform
+from platform_tools import platform as linli_platform
 from services.common.auth import dev_secret, issue_token
 from tests.bench.meter import Meter, settle
 from tests.data.sample_form import HEADER as FORM_HEADER

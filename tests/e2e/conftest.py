@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from services.common.auth import dev_secret, issue_token
-from services.common.platform import instance_address, scale
+from platform_tools.platform import instance_address, scale
 from tests.conftest import free_port_run
 
 ROOT = Path(__file__).resolve().parents[2]

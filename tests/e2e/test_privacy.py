@@ -22,8 +22,8 @@ import pymongo
 import pytest
 import requests
 
-from services.common.platform import SERVICES as PLATFORM_SERVICES
-from services.common.platform import mongo_uri
+from platform_tools.platform import SERVICES as PLATFORM_SERVICES
+from platform_tools.platform import mongo_uri
 from tests.conftest import RUN_ID, rabbitmqctl
 from tests.integration.channel_servers import SmsGateway, SmtpServer
 from tests.vhost_pool import delete_users_with_prefix

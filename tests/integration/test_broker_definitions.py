@@ -9,7 +9,7 @@ import pytest
 from kombu import Connection, Exchange, Queue
 
 from contracts import build_envelope
-from services.common import broker_definitions, dlq
+from platform_tools import broker_definitions, dlq
 from tests.conftest import rabbitmqctl
 from services.reports.service import ReportsService
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 from pika.exceptions import ChannelClosedByBroker
 
-from services.common import broker_users
+from platform_tools import broker_users
 from services.events.service import EventsService
 from services.notifications.service import NotificationsService
 from services.reports.service import ReportsService
@@ -26,7 +26,7 @@ SERVICES = (ResidentsService, EventsService, NotificationsService, ReportsServic
 
 def test_the_checked_in_permissions_are_current():
     assert broker_users.PERMISSIONS.read_text(encoding="utf-8") == broker_users.render(), \
-        "run `python -m services.common.broker_users write` and commit the result"
+        "run `python -m platform_tools.broker_users write` and commit the result"
 
 
 def test_a_service_user_matches_its_own_names_only():

@@ -278,7 +278,7 @@ def test_a_batch_with_one_poison_message_parks_only_that_one(container_factory, 
 
 
 def test_an_operator_lists_inspects_and_replays_parked_messages(counter, config, effects, capsys, monkeypatch):
-    from services.common import cli, dlq
+    from platform_tools import cli, dlq
 
     queue = queue_of(counter, "count").name
     envelope = build_envelope("resident.registered", facts(tags=["explode"]), source="linli/producer")

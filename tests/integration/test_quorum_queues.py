@@ -17,7 +17,7 @@ from kombu import Connection, Queue
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from contracts import build_envelope
-from services.common import broker_definitions
+from platform_tools import broker_definitions
 from tests.conftest import ROOT, TEST_DATA_KEY, TEST_SECRET, rabbitmqctl
 
 pytestmark = pytest.mark.integration

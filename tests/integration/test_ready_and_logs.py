@@ -14,7 +14,7 @@ import requests
 from nameko.messaging import QueueConsumer
 
 from services.common.auth import dev_secret, issue_token
-from services.common.platform import Platform
+from platform_tools.platform import Platform
 from services.reports.service import ReportsService
 from services.residents.service import ResidentsService
 from tests.conftest import TEST_DATA_KEY

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.common.platform import SERVICES, STOP_TIMEOUT_S
+from platform_tools.platform import SERVICES, STOP_TIMEOUT_S
 from tests.ops import tools
 
 kubernetes_validate = tools.require_module("kubernetes_validate.utils")

@@ -8,7 +8,7 @@ import yaml
 
 from contracts import compat, documents
 from contracts.registry import registry
-from services.common import contract_docs
+from platform_tools import contract_docs
 
 TYPES = documents.all_types()
 

@@ -1,16 +1,19 @@
-"""The import graph of services/ and contracts/, read from the source (imports inside functions
-included): no cycles, and no service imports another (they talk over the bus and RPC only)."""
+"""The import graph of services/, contracts/ and platform_tools/, read from the source (imports inside
+functions included): no cycles, no service imports another (they talk over the bus and RPC only), and
+nothing in services/ imports the platform tools (which may import services)."""
 import ast
 import graphlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = {"common"}  # services/common: the runtime kit every service uses
+TOOLS = "platform_tools"  # looks at the whole platform: may import services, never imported by them
 
 
 def modules() -> dict[str, Path]:
     found = {}
-    for path in [*(ROOT / "services").rglob("*.py"), *(ROOT / "contracts").rglob("*.py")]:
+    for path in [*(ROOT / "services").rglob("*.py"), *(ROOT / "contracts").rglob("*.py"),
+                 *(ROOT / TOOLS).rglob("*.py")]:
         parts = path.relative_to(ROOT).with_suffix("").parts
         found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
@@ -53,9 +56,16 @@ def test_no_service_imports_another():
     assert crossings == []
 
 
+def test_no_service_imports_the_platform_tools():
+    upward = [f"{module} imports {imported}" for module, imported_modules in graph().items()
+              for imported in imported_modules
+              if module.startswith("services.") and imported.split(".")[0] == TOOLS]
+    assert upward == []
+
+
 def test_the_walk_sees_imports_inside_functions():
     """The graph is not empty by mistake: it sees what services import, at the top and in functions."""
     edges = graph()
     assert "services.common.outbox" in edges["services.residents.service"] or any(
         m.startswith("services.common") for m in edges["services.residents.service"])
-    assert "services.notifications.broker_admin" in edges["services.common.broker_users"]  # inside a function
+    assert "services.notifications.broker_admin" in edges["platform_tools.broker_users"]  # inside a function

@@ -6,9 +6,9 @@ import pytest
 import schemathesis
 from schemathesis.core.result import Ok
 
-from services.common.contract_docs import service_classes
+from platform_tools.contract_docs import service_classes
 from services.common.openapi import document, endpoints, openapi_path
-from services.common.platform import SERVICES
+from platform_tools.platform import SERVICES
 
 CLASSES = service_classes()
 

@@ -13,7 +13,7 @@ How deploy uses it, once per vhost, after importing ``definitions.json``::
 
     LINLI_AMQP_PASSWORD_RESIDENTS=... LINLI_AMQP_PASSWORD_EVENTS=... \\
     LINLI_AMQP_PASSWORD_NOTIFICATIONS=... LINLI_AMQP_PASSWORD_REPORTS=... \\
-        python -m services.common.broker_users apply --vhost /linli
+        python -m platform_tools.broker_users apply --vhost /linli
 
 creates or updates ``linli-residents`` … ``linli-reports`` (``rabbitmqctl``; a
 password goes in on standard input, never on a command line). With
@@ -40,8 +40,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.common.broker_definitions import ROOT
-from services.common.contract_docs import OUTSIDE, consumed, service_classes
+from platform_tools.broker_definitions import ROOT
+from platform_tools.contract_docs import OUTSIDE, consumed, service_classes
 
 PERMISSIONS = ROOT / "deploy" / "rabbitmq" / "permissions.json"
 DEFAULT_PREFIX = "linli-"
@@ -144,7 +144,7 @@ def permissions(prefix: str = DEFAULT_PREFIX) -> dict:
     users = [{"user": f"{prefix}{name}", "service": name, "password_env": password_variable(name),
               **access_of(cls).regexes()} for name, cls in service_classes().items()]
     return {"description": "One RabbitMQ user per service with the least permissions, generated from the "
-                           "services' code by `python -m services.common.broker_users write`; `... apply --vhost V` "
+                           "services' code by `python -m platform_tools.broker_users write`; `... apply --vhost V` "
                            "creates the users (passwords from password_env, never here). Do not edit.",
             "users": users}
 

@@ -19,9 +19,9 @@ import yaml
 import contracts
 from contracts import compat, documents
 from contracts.registry import MessageType, registry
-from services.common.platform import SERVICES
+from platform_tools.platform import SERVICES
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "contracts" / "schemas"
 RELEASED = ROOT / "contracts" / "released"
 ASYNCAPI = ROOT / "contracts" / "asyncapi.yaml"

@@ -13,12 +13,12 @@ import json
 import sys
 from pathlib import Path
 
-from services.common.contract_docs import OUTSIDE, consumed, service_classes
+from platform_tools.contract_docs import OUTSIDE, consumed, service_classes
 from services.common.ingest import INGEST_EXCHANGE, REJECTED_QUEUE, UNROUTED_EXCHANGE, UNROUTED_QUEUE
 from services.common.messaging import DEFAULT_RETRY_DELAYS_S, retry_queues
 from services.common.queue_type import queue_type_arguments
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
 QUORUM_DEFINITIONS = ROOT / "deploy" / "k8s" / "rabbitmq" / "definitions.json"
 POISON = "linli.poison"

@@ -31,7 +31,7 @@ from services.common.auth import dev_secret
 from services.common.sealing import new_private_key, public_key_of
 from services.common.secrets import local_secret
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # (service, default HTTP port, service class)
 SERVICES = (

@@ -6,7 +6,7 @@ import os
 import sys
 from datetime import timedelta
 
-from services.common import platform
+from platform_tools import platform
 from services.common.auth import dev_secret, issue_token
 
 
@@ -79,8 +79,8 @@ def _rebuild_reports(args) -> int:
 
 def _dead_letters(args) -> int:
     """``linli dlq list|show|replay``: the dead-letter queues of every service's consumers."""
-    from services.common import dlq
-    from services.common.contract_docs import consumed, service_classes
+    from platform_tools import dlq
+    from platform_tools.contract_docs import consumed, service_classes
 
     amqp_uri = os.environ.get("LINLI_AMQP_URI", "amqp://guest:guest@localhost:5672/")
     if args.dlq_command == "list":
