@@ -20,11 +20,10 @@ from datetime import datetime, timezone
 
 from bson import ObjectId
 
-from pymongo.errors import BulkWriteError, DuplicateKeyError
-
 from contracts import RESIDENT_IMPORT_COMPLETED
 from services.common.messaging import fact_id
 from services.common.metrics import scrape_time_metrics
+from services.common.races import retried
 from services.residents import domain, forms, identity, registry
 from services.residents.documents import ImportJob, ImportRow, Resident
 from services.residents.privacy import Vault
@@ -143,13 +142,7 @@ def _register_batch(vault, stage, batch, job: ImportJob, after_row: int) -> None
         _record_progress(session, job_id, after_row, batch[-1]["row"], len(batch), len(fresh), notes,
                          len(batch) - len(candidates) + len(refused), errors + refused)
 
-    for attempt in range(1, BATCH_ATTEMPTS + 1):
-        try:
-            stage.transaction(store)
-            return
-        except (DuplicateKeyError, BulkWriteError):
-            if attempt == BATCH_ATTEMPTS:
-                raise
+    retried(lambda attempt: stage.transaction(store), attempts=BATCH_ATTEMPTS)
 
 
 def _sort_out(candidates: list[tuple[int, dict]], session, may_see) -> tuple[list[dict], list[str], list[forms.RowError]]:
