@@ -93,7 +93,7 @@ def run(vault: Vault, stage, job_id: str) -> ImportJob:
         except BatchTaken:
             last_row = ImportJob.objects(id=job_id).first().last_row
     ImportRow._get_collection().delete_many({"import_id": job_id})  # the form's data is not kept twice
-    stage.transaction(lambda session, publish: _complete(publish, session, job_id))
+    stage.transaction(lambda session, publish: _complete(session, publish, job_id))
     job.reload()
     return job
 
@@ -104,7 +104,7 @@ def _next_rows(job_id: str, after_row: int) -> list[dict]:
     return list(found.limit(BATCH_ROWS).batch_size(BATCH_ROWS))
 
 
-def _complete(publish, session, job_id: str) -> None:
+def _complete(session, publish, job_id: str) -> None:
     jobs = ImportJob._get_collection()
     jobs.update_one({"_id": ObjectId(job_id)}, {"$set": {"status": "completed",
                                                          "finished_at": datetime.now(timezone.utc)}},
