@@ -164,7 +164,8 @@ def expire_offers(store, stage, promotion_window: timedelta) -> int:
     return expired
 
 
-def check_in(store, session, publish, event: Event, *, resident: dict | None = None, code: str | None = None) -> Registration:
+def check_in(store, session, publish, event: Event, *, resident: dict | None = None,
+             code: str | None = None) -> Registration:
     """Record attendance by resident id (a walk-in takes a place if one is left) or by the door code."""
     now = _now()
     if event.status != "scheduled":

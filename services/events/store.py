@@ -124,7 +124,8 @@ class EventsStore:
         Registration(**fields).validate()
         try:
             stored = Registration._get_collection().find_one_and_update(
-                {"event_id": fields["event_id"], "resident_id": fields["resident_id"], "status": {"$nin": list(active)}},
+                {"event_id": fields["event_id"], "resident_id": fields["resident_id"],
+                 "status": {"$nin": list(active)}},
                 {"$set": fields, "$setOnInsert": {"created_at": created_at}},
                 upsert=True, return_document=ReturnDocument.AFTER, session=session)
         except DuplicateKeyError:
