@@ -29,13 +29,13 @@ from kombu import Connection, Exchange, Queue
 from marshmallow import ValidationError
 from nameko.amqp.publish import Publisher
 from prometheus_client import Counter
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from contracts import ContractError, Envelope, MessageType, registry
 from contracts.envelope import EnvelopeSchema
 from contracts.ingest import INGEST_CONTENT_TYPES, INGEST_TYPES, MAX_INGEST_BYTES
 from services.common.inputs import NOT_TEXT, paths, storable, unstorable_text
 from services.common.queue_type import durable_queue
+from services.common.races import retried
 
 log = logging.getLogger(__name__)
 
@@ -228,16 +228,14 @@ def once_each(database, envelopes: list[Envelope], effect, transaction=None) -> 
     ``database``'s own. Two batches racing for one message, or a unique key, try again: then they see it."""
     records = database[INGEST_RECORDS]
     keys = [f"{envelope.source}|{envelope.id}" for envelope in envelopes]
-    for attempt in range(3):
-        try:
-            known = _stored_results(records, keys)
-            firsts = {key: envelope for key, envelope in zip(keys, envelopes) if key not in known}
-            decided = _decide(records, list(firsts.items()), effect, transaction or _own_transaction(database))
-            return [known[key] if key in known else decided[key] for key in keys]
-        except (DuplicateKeyError, BulkWriteError):
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+
+    def run(attempt: int) -> list:
+        known = _stored_results(records, keys)
+        firsts = {key: envelope for key, envelope in zip(keys, envelopes) if key not in known}
+        decided = _decide(records, list(firsts.items()), effect, transaction or _own_transaction(database))
+        return [known[key] if key in known else decided[key] for key in keys]
+
+    return retried(run)
 
 
 def _stored_results(records, keys: list[str]) -> dict:

@@ -19,10 +19,10 @@ import mongoengine
 from nameko.extensions import DependencyProvider
 from prometheus_client import Counter
 from pymongo import monitoring
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.common import bookkeeping
 from services.common.bookkeeping import PROCESSED_COLLECTION
+from services.common.races import retried
 
 DB_COMMANDS = Counter(
     "linli_db_commands_total",
@@ -126,16 +126,12 @@ class Database:
                 self.session = None
             return fresh
 
+        def run(attempt: int):
+            with self.client.start_session() as session:
+                return session.with_transaction(partial(in_transaction, look_first=attempt > 0, collect=collect))
+
         with outbox.committing() if outbox is not None else nullcontext(_collect_nothing) as collect:
-            for attempt in range(3):
-                try:
-                    with self.client.start_session() as session:
-                        return session.with_transaction(partial(in_transaction, look_first=attempt > 0,
-                                                                collect=collect))
-                except (DuplicateKeyError, BulkWriteError):
-                    if attempt == 2:
-                        raise
-        raise AssertionError("unreachable")
+            return retried(run)
 
 
 def _collect_nothing(session):

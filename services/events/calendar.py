@@ -1,12 +1,13 @@
 """Event use cases: create (one or a weekly series), change, schedule, cancel, complete.
 
-Those that announce something run in the caller's transaction (``session``), their messages
-staged in the outbox beside the change (``publish``)."""
+Each takes the service's store (``store.EventsStore``, or a fake in a unit test); those that
+announce something run in the caller's transaction (``session``), their messages staged in the
+outbox beside the change (``publish``)."""
 from __future__ import annotations
 
 import functools
-
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from bson import ObjectId
@@ -14,14 +15,15 @@ from marshmallow import RAISE, fields
 
 from contracts import EVENT_CANCELLED, EVENT_CHANGED, EVENT_COMPLETED, EVENT_SCHEDULED
 from services.common.messaging import fact_id
-from services.common.outbox import save_changes
 from services.common.paging import PageQuery, page, window
 from services.common.web import NotFound
 from services.events import domain
-from services.events.documents import Event, Registration
+from services.events.store import LISTING_ORDER
+
+if TYPE_CHECKING:
+    from services.events.documents import Event
 
 ANNOUNCED_CHANGES = ("starts_at", "ends_at", "venue", "capacity", "registration_closes_at")
-LISTING_ORDER = [("starts_at", 1), ("_id", 1)]  # the index (community_id, starts_at, _id)
 
 
 class ListEvents(PageQuery):
@@ -34,30 +36,28 @@ class ListEvents(PageQuery):
     lang = fields.String(load_default="zh-CN")
 
 
-def listing(query: dict) -> dict:
+def listing(store, query: dict) -> dict:
     since, keep = window(LISTING_ORDER, query.get("after"))
-    found = Event.objects(community_id=query["community_id"], __raw__=since).order_by("starts_at", "id")
-    events, after = page(found.batch_size(query["limit"] + 1), query["limit"],
-                         key=lambda event: (event.starts_at, event.id), keep=keep)
+    events, after = page(store.events_of(query["community_id"], since, batch_size=query["limit"] + 1),
+                         query["limit"], key=lambda event: (event.starts_at, event.id), keep=keep)
     return {"items": [view(event, query["lang"]) for event in events], "next": after}
 
 
-def find(event_id: str, session=None) -> Event:
+def find(store, event_id: str, session=None) -> Event:
     """The event; in ``session``'s transaction as that transaction sees it."""
-    found = Event._get_collection().find_one({"_id": ObjectId(event_id)}, session=session) \
-        if ObjectId.is_valid(event_id) else None
+    found = store.event(event_id, session)
     if found is None:
         raise NotFound(f"no event with id {event_id}")
-    return Event._from_son(found)
+    return found
 
 
 @functools.lru_cache(maxsize=10_000)
-def community_of(event_id: str) -> str:
+def community_of(store, event_id: str) -> str:
     """The event's community, which never changes: read once, then kept (an unknown event raises, uncached)."""
-    return find(event_id).community_id
+    return find(store, event_id).community_id
 
 
-def create(command: dict) -> list[str]:
+def create(store, command: dict) -> list[str]:
     """A draft event, or a draft series of weekly occurrences; returns their ids in order."""
     recurrence = command.pop("recurrence", None)
     times = [(command["starts_at"], command["ends_at"])]
@@ -67,17 +67,12 @@ def create(command: dict) -> list[str]:
     ids = []
     for number, (starts_at, ends_at) in enumerate(times, start=1):
         shift = starts_at - command["starts_at"]
-        event = Event(
-            **{**command, "starts_at": starts_at, "ends_at": ends_at},
-            places_left=command["capacity"],
-            series_id=series_id,
-            occurrence=number if series_id else None,
-        )
+        fields = {**command, "starts_at": starts_at, "ends_at": ends_at, "places_left": command["capacity"],
+                  "series_id": series_id, "occurrence": number if series_id else None}
         for name in ("registration_opens_at", "registration_closes_at"):
             if command.get(name):
-                setattr(event, name, command[name] + shift)
-        event.save()
-        ids.append(str(event.id))
+                fields[name] = command[name] + shift
+        ids.append(store.add_event(fields))
     return ids
 
 
@@ -104,26 +99,26 @@ def as_dict(event: Event) -> dict:
     return data
 
 
-def require_venue_free(event: Event, venue: str, starts_at: datetime, ends_at: datetime) -> None:
+def require_venue_free(store, event: Event, venue: str, starts_at: datetime, ends_at: datetime) -> None:
     """Two scheduled events of a community cannot share a venue at overlapping times."""
-    clash = Event.objects(community_id=event.community_id, venue=venue, status="scheduled",
-                          id__ne=event.id, starts_at__lt=ends_at, ends_at__gt=starts_at).first()
+    clash = store.venue_clash(event, venue, starts_at, ends_at)
     if clash is not None:
         raise domain.RuleBroken("venue_taken", f"{venue} is taken by event {clash.id} at overlapping times")
 
 
-def schedule(publish, session, event: Event) -> None:
+def schedule(store, session, publish, event_id: str) -> None:
+    event = find(store, event_id, session)
     domain.require_transition(event.status, "scheduled")
     if aware(event.starts_at) <= datetime.now(timezone.utc):
         raise domain.RuleBroken("event_in_the_past", "an event that has started cannot be scheduled")
-    require_venue_free(event, event.venue, event.starts_at, event.ends_at)
+    require_venue_free(store, event, event.venue, event.starts_at, event.ends_at)
     event.status = "scheduled"
-    save_changes(event, session)
+    store.save_event(event, session)
     publish(EVENT_SCHEDULED, facts(event), subject=str(event.id), community=event.community_id,
             message_id=fact_id("event.scheduled", event.id))
 
 
-def change(publish, session, event: Event, changes: dict) -> list[str]:
+def change(store, session, publish, event: Event, changes: dict) -> list[str]:
     if event.status not in ("draft", "scheduled"):
         raise domain.RuleBroken("event_closed", f"a {event.status} event cannot be changed")
     current = as_dict(event)
@@ -132,21 +127,19 @@ def change(publish, session, event: Event, changes: dict) -> list[str]:
         return []
     domain.check_consistency({**current, **changed})  # ValidationError -> 400
     if event.status == "scheduled" and {"starts_at", "ends_at", "venue"} & set(changed):
-        require_venue_free(event, changed.get("venue", event.venue), changed.get("starts_at", event.starts_at),
+        require_venue_free(store, event, changed.get("venue", event.venue), changed.get("starts_at", event.starts_at),
                            changed.get("ends_at", event.ends_at))
     if "capacity" in changed:
         held = event.capacity - event.places_left
         if changed["capacity"] < held:
             raise domain.RuleBroken("capacity_below_registrations",
                                     f"{held} places are taken; the capacity cannot go below that")
-        Event._get_collection().update_one({"_id": event.id},
-                                           {"$inc": {"places_left": changed["capacity"] - event.capacity}},
-                                           session=session)
+        store.add_places(event.id, changed["capacity"] - event.capacity, session)
     for name, value in changed.items():
         setattr(event, name, value)
     event.updated_at = datetime.now(timezone.utc)
-    save_changes(event, session)
-    event = find(str(event.id), session)
+    store.save_event(event, session)
+    event = find(store, str(event.id), session)
     announced = sorted(set(changed) & set(ANNOUNCED_CHANGES))
     if event.status == "scheduled" and announced:
         publish(EVENT_CHANGED, {**facts(event), "changed_fields": announced}, subject=str(event.id),
@@ -154,34 +147,32 @@ def change(publish, session, event: Event, changes: dict) -> list[str]:
     return sorted(changed)
 
 
-def cancel(publish, session, cancel_registration, event: Event) -> None:
-    """``cancel_registration(publish, session, registration, reason)`` ends each registration, in this transaction."""
+def cancel(store, session, publish, cancel_registration, event_id: str) -> None:
+    """``cancel_registration(store, session, publish, registration, reason)`` ends each registration, in this
+    transaction."""
+    event = find(store, event_id, session)
     domain.require_transition(event.status, "cancelled")
     was_scheduled = event.status == "scheduled"
     event.status = "cancelled"
-    save_changes(event, session)
-    active = Registration._get_collection().find(
-        {"event_id": str(event.id), "status": {"$in": ["confirmed", "waitlisted", "offered"]}}, session=session)
-    for registration in [Registration._from_son(found) for found in active]:
-        cancel_registration(publish, session, registration, "event_cancelled")
+    store.save_event(event, session)
+    for registration in store.registrations_in(str(event.id), domain.ACTIVE_REGISTRATION, session):
+        cancel_registration(store, session, publish, registration, "event_cancelled")
     if was_scheduled:
         publish(EVENT_CANCELLED, {k: facts(event)[k] for k in ("event_id", "community_id", "category", "starts_at")},
                 subject=str(event.id), community=event.community_id, message_id=fact_id("event.cancelled", event.id))
 
 
-def complete(publish, session, event: Event) -> None:
+def complete(store, session, publish, event_id: str) -> None:
+    event = find(store, event_id, session)
     domain.require_transition(event.status, "completed")
     if aware(event.starts_at) > datetime.now(timezone.utc):
         raise domain.RuleBroken("event_not_started", "an event is completed once it has started")
     event.status = "completed"
-    save_changes(event, session)
-    registrations = Registration.objects(event_id=str(event.id))
+    store.save_event(event, session)
     publish(
         EVENT_COMPLETED,
         {**{k: facts(event)[k] for k in ("event_id", "community_id", "category", "starts_at")},
-         "registered": registrations.filter(status="confirmed").count(),
-         "attended": registrations.filter(attended_at__ne=None).count(),
-         "waitlisted": registrations.filter(waitlist_seq__ne=None).count()},
+         **store.tally(str(event.id))},
         subject=str(event.id), community=event.community_id, message_id=fact_id("event.completed", event.id),
     )
 

@@ -17,6 +17,8 @@ MAX_OCCURRENCES = 52
 TRANSITIONS = {"draft": {"scheduled", "cancelled"}, "scheduled": {"cancelled", "completed"},
                "cancelled": set(), "completed": set()}
 TIMES = ("starts_at", "ends_at", "registration_opens_at", "registration_closes_at")
+# A registration that holds a place or waits for one: a resident has at most one per event.
+ACTIVE_REGISTRATION = ("confirmed", "waitlisted", "offered")
 
 
 class RuleBroken(Exception):

@@ -14,7 +14,6 @@ from marshmallow import ValidationError
 
 from services.common.ingest import IngestRejected, error, once_each, rejected_from_validation
 from services.events import domain
-from services.events.documents import Event
 
 _NOT_EVENT_FIELDS = ("proposal_reference",)
 
@@ -32,27 +31,26 @@ def proposal_command(data: dict, now: datetime) -> dict:
     return command
 
 
-def propose_all(database, envelopes) -> list:
+def propose_all(store, database, envelopes) -> list:
     """Create each proposal's draft once per message, a batch in one transaction with the records that
     the messages were ingested; returns, for each envelope, its ``ingest.accepted`` outcome or the
     ``IngestRejected`` that parks it (a rejected one is not recorded: sent again, it is judged again)."""
     def create(session, fresh):
-        outcomes = [_draft_of(envelope.data, datetime.now(timezone.utc)) for envelope in fresh]  # anew each attempt
+        outcomes = [_draft_of(store, envelope.data, datetime.now(timezone.utc))  # anew each attempt
+                    for envelope in fresh]
         drafts = [outcome for outcome in outcomes if isinstance(outcome, dict)]
         if drafts:
-            Event._get_collection().insert_many(drafts, session=session)
+            store.add_events(drafts, session)
         return [outcome if isinstance(outcome, IngestRejected) else
                 {"outcome": "draft_created", "event_id": str(outcome["_id"])} for outcome in outcomes]
 
     return once_each(database, envelopes, create)
 
 
-def _draft_of(data: dict, now: datetime):
+def _draft_of(store, data: dict, now: datetime):
     """The draft event to store (its ``_id`` given by the insert), or the ``IngestRejected`` naming every broken rule."""
     try:
         command = proposal_command(data, now)
     except IngestRejected as rejected:
         return rejected
-    draft = Event(**command, places_left=command["capacity"])
-    draft.validate()
-    return draft.to_mongo().to_dict()
+    return store.draft({**command, "places_left": command["capacity"]})

@@ -23,7 +23,8 @@ from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
 from services.common.web import ApiError, NotFound, ValidationFailed, api, load, load_query, read_json
 from services.events import calendar, domain, ingest, registrations
-from services.events.documents import ALL_DOCUMENTS, Registration
+from services.events.documents import ALL_DOCUMENTS
+from services.events.store import EventsStore
 
 
 def checkin_qr_png(event_id: str, code: str) -> bytes:
@@ -72,6 +73,7 @@ class EventsService(ServiceBase):
 
     db = MongoDatabase("events", documents=ALL_DOCUMENTS)
     outbox = Outbox("events")
+    store = EventsStore()  # the use cases' repository, handed to each (a fake one in unit tests)
     residents = RpcProxy("residents")
     config = Config()
 
@@ -81,27 +83,26 @@ class EventsService(ServiceBase):
     def create_over_http(self, request):
         command = load(domain.CreateEvent(), read_json(request), "the event")
         request.principal.require_community(command["community_id"])
-        return 201, {"ids": calendar.create(command)}
+        return 201, {"ids": calendar.create(self.store, command)}
 
     @api("GET", "/events/<event_id>", scope="events:read", query_schema=domain.EventQuery)
     def get_over_http(self, request, event_id):
         event = self._visible(request, event_id)
         return {**calendar.view(event, request.args.get("lang", "zh-CN")),
-                "feedback": registrations.feedback_summary(event)}
+                "feedback": registrations.feedback_summary(self.store, event)}
 
     @api("GET", "/events", scope="events:read", query_schema=calendar.ListEvents)
     def list_over_http(self, request):
         query = load_query(calendar.ListEvents(), request, "the listing")
         request.principal.require_community(query["community_id"])
-        return calendar.listing(query)
+        return calendar.listing(self.store, query)
 
     @api("PATCH", "/events/<event_id>", scope="events:write",
          request_schema=domain.ChangeEvent)
     def change_over_http(self, request, event_id):
         changes = load(domain.ChangeEvent(), read_json(request), "the change")
         event = self._visible(request, event_id)
-        changed = _rules(lambda: self._stored(
-            lambda publish, session: self._change(publish, session, event.id, changes)))
+        changed = _rules(lambda: self._stored(self._change, event.id, changes))
         return {"id": event_id, "changed_fields": changed}
 
     @api("POST", "/events/<event_id>/<action>", scope="events:write")
@@ -111,7 +112,7 @@ class EventsService(ServiceBase):
         if action not in actions:
             raise NotFound(f"no action {action!r}; try schedule, cancel or complete")
         _rules(lambda: actions[action](event_id))
-        return {"id": event_id, "status": calendar.find(event_id).status}
+        return {"id": event_id, "status": calendar.find(self.store, event_id).status}
 
     # -- registrations --------------------------------------------------------
 
@@ -126,22 +127,20 @@ class EventsService(ServiceBase):
     def cancel_over_http(self, request, event_id, resident_id):
         self._require_visible(request, event_id)
         registration = self._registration(event_id, resident_id)
-        _rules(lambda: self._stored_in_turn(event_id, lambda publish, session: self._end_registration(
-            publish, session, registration, "by_resident")))
+        _rules(lambda: self._stored_in_turn(event_id, self._end_registration, registration, "by_resident"))
         return {"id": str(registration.id), "status": "cancelled"}
 
     @api("POST", "/events/<event_id>/registrations/<resident_id>/confirm", scope="events:write")
     def confirm_over_http(self, request, event_id, resident_id):
         self._require_visible(request, event_id)
         registration = self._registration(event_id, resident_id)
-        _rules(lambda: self._stored(
-            lambda publish, session: registrations.confirm_offer(publish, session, registration)))
+        _rules(lambda: self._stored(registrations.confirm_offer, registration))
         return {"id": str(registration.id), "status": "confirmed"}
 
     @api("GET", "/events/<event_id>/registrations/<resident_id>", scope="events:read")
     def registration_over_http(self, request, event_id, resident_id):
         self._require_visible(request, event_id)
-        return registrations.view(self._registration(event_id, resident_id))
+        return registrations.view(self.store, self._registration(event_id, resident_id))
 
     @api("GET", "/events/<event_id>/registrations/<resident_id>/qr.png", scope="events:read")
     def qr_over_http(self, request, event_id, resident_id):
@@ -158,24 +157,23 @@ class EventsService(ServiceBase):
                                    {"fields": {"resident_id": ["give this or code"]}})
         event = self._visible(request, event_id)
         resident = self._resident(body["resident_id"]) if "resident_id" in body else None
-        registration = _rules(lambda: self._stored_in_turn(event_id, lambda publish, session: registrations.check_in(
-            publish, session, event, resident=resident, code=body.get("code"))))
-        return registrations.view(registration)
+        registration = _rules(lambda: self._stored_in_turn(event_id, registrations.check_in, event,
+                                                           resident=resident, code=body.get("code")))
+        return registrations.view(self.store, registration)
 
     @api("POST", "/events/<event_id>/feedback", scope="events:write",
          request_schema=Rating)
     def rate_over_http(self, request, event_id):
         body = load(Rating(), read_json(request), "the feedback")
         event = self._visible(request, event_id)
-        _rules(lambda: self._stored(lambda publish, session: registrations.rate(
-            publish, session, event, body["resident_id"], body["rating"], body["comment"])))
-        return 201, registrations.feedback_summary(event)
+        _rules(lambda: self._stored(registrations.rate, event, body["resident_id"], body["rating"], body["comment"]))
+        return 201, registrations.feedback_summary(self.store, event)
 
     # -- the ingest door, for internal systems of the city --------------------
 
     @ingest_handler(EVENT_PROPOSED, batch=True)
     def ingest_proposal(self, envelopes):
-        return ingest.propose_all(self.db, envelopes)
+        return ingest.propose_all(self.store, self.db, envelopes)
 
     # -- RPC and timers -------------------------------------------------------
 
@@ -185,93 +183,91 @@ class EventsService(ServiceBase):
 
     @rpc
     def get(self, event_id: str) -> dict:
-        return calendar.view(calendar.find(event_id))
+        return calendar.view(calendar.find(self.store, event_id))
 
     @rpc
     def create(self, event: dict) -> list:
-        return calendar.create(domain.CreateEvent().load(event))
+        return calendar.create(self.store, domain.CreateEvent().load(event))
 
     @rpc
     def schedule(self, event_id: str) -> None:
-        self._stored(lambda publish, session: calendar.schedule(publish, session, calendar.find(event_id, session)))
+        self._stored(calendar.schedule, event_id)
 
     @rpc
     def cancel(self, event_id: str) -> None:
-        self._stored(lambda publish, session: calendar.cancel(publish, session, self._end_registration,
-                                                              calendar.find(event_id, session)))
+        self._stored(calendar.cancel, self._end_registration, event_id)
 
     @rpc
     def complete(self, event_id: str) -> None:
-        self._stored(lambda publish, session: calendar.complete(publish, session, calendar.find(event_id, session)))
+        self._stored(calendar.complete, event_id)
 
     @rpc
     def cancel_registration(self, event_id: str, resident_id: str) -> None:
         registration = self._registration(event_id, resident_id)
-        self._stored_in_turn(event_id, lambda publish, session: self._end_registration(
-            publish, session, registration, "by_resident"))
+        self._stored_in_turn(event_id, self._end_registration, registration, "by_resident")
 
     @rpc
     def check_in(self, event_id: str, resident_id: str | None = None, code: str | None = None) -> dict:
         resident = self._resident(resident_id) if resident_id else None
-        event = calendar.find(event_id)
-        return registrations.view(self._stored_in_turn(event_id, lambda publish, session: registrations.check_in(
-            publish, session, event, resident=resident, code=code)))
+        event = calendar.find(self.store, event_id)
+        return registrations.view(self.store, self._stored_in_turn(event_id, registrations.check_in, event,
+                                                                   resident=resident, code=code))
 
     @rpc
     def rate(self, event_id: str, resident_id: str, rating: int, comment: str | None = None) -> dict:
         body = Rating().load({"resident_id": resident_id, "rating": rating, "comment": comment})
-        event = calendar.find(event_id)
-        self._stored(lambda publish, session: registrations.rate(publish, session, event, body["resident_id"],
-                                                                 body["rating"], body["comment"]))
-        return registrations.feedback_summary(event)
+        event = calendar.find(self.store, event_id)
+        self._stored(registrations.rate, event, body["resident_id"], body["rating"], body["comment"])
+        return registrations.feedback_summary(self.store, event)
 
     @rpc
     def expire_offers(self) -> int:
-        return registrations.expire_offers(self.outbox, self._promotion_window())
+        return registrations.expire_offers(self.store, self.outbox, self._promotion_window())
 
     @timer(interval=30)
     def expire_offers_regularly(self):
-        registrations.expire_offers(self.outbox, self._promotion_window())
+        registrations.expire_offers(self.store, self.outbox, self._promotion_window())
 
     # -- helpers --------------------------------------------------------------
 
     def _promotion_window(self) -> timedelta:
         return timedelta(minutes=float(self.config.get("PROMOTION_CONFIRM_MINUTES", 24 * 60)))
 
-    def _stored(self, work, turn=None):
-        """``work(publish, session)``: a use case whose writes and messages commit together (the outbox)."""
-        return self.outbox.transaction(lambda session, publish: work(publish, session), turn=turn)
+    def _stored(self, use_case, *args, turn=None, **kwargs):
+        """``use_case(store, session, publish, *args, **kwargs)``, whose writes and messages commit together
+        (the outbox's unit of work). ``turn``: as ``Staging.transaction``'s."""
+        return self.outbox.transaction(
+            lambda session, publish: use_case(self.store, session, publish, *args, **kwargs), turn=turn)
 
-    def _stored_in_turn(self, event_id: str, work):
-        """``_stored`` for work that writes the event's places: one such transaction of an event at a
+    def _stored_in_turn(self, event_id: str, use_case, *args, **kwargs):
+        """``_stored`` for a use case that writes the event's places: one such transaction of an event at a
         time in this process (``registrations.one_at_a_time``) until its commit; then it is published."""
-        return self._stored(work, turn=registrations.one_at_a_time(event_id))
+        return self._stored(use_case, *args, turn=registrations.one_at_a_time(event_id), **kwargs)
 
     def _register(self, event_id: str, resident: dict) -> dict:
-        registration, position = self._stored_in_turn(event_id, lambda publish, session: registrations.register(
-            publish, session, event_id, resident))
-        return registrations.view(registration, position)
+        registration, position = self._stored_in_turn(event_id, registrations.register, event_id, resident)
+        return registrations.view(self.store, registration, position)
 
-    def _change(self, publish, session, event_id, changes) -> list:
-        changed = calendar.change(publish, session, calendar.find(str(event_id), session), changes)
+    def _change(self, store, session, publish, event_id, changes) -> list:
+        changed = calendar.change(store, session, publish, calendar.find(store, str(event_id), session), changes)
         if "capacity" in changed:
-            registrations.fill_from_waitlist(publish, session, self._promotion_window(), event_id)
+            registrations.fill_from_waitlist(store, session, publish, self._promotion_window(), event_id)
         return changed
 
-    def _end_registration(self, publish, session, registration, reason):
-        registrations.cancel(publish, session, self._promotion_window(), registration, reason)
+    def _end_registration(self, store, session, publish, registration, reason):
+        registrations.cancel(store, session, publish, self._promotion_window(), registration, reason)
 
     def _visible(self, request, event_id):
-        event = calendar.find(event_id)
+        event = calendar.find(self.store, event_id)
         request.principal.require_community(event.community_id)
         return event
 
     def _require_visible(self, request, event_id) -> None:
         """As ``_visible``, for a route that reads the event in its transaction, if at all."""
-        request.principal.require_community(calendar.community_of(event_id))
+        request.principal.require_community(calendar.community_of(self.store, event_id))
 
-    def _registration(self, event_id, resident_id) -> Registration:
-        registration = Registration.objects(event_id=event_id, resident_id=resident_id).first()
+    def _registration(self, event_id, resident_id):
+        registration = self.store.registration_of(event_id, resident_id)
         if registration is None:
             raise NotFound(f"resident {resident_id} has no registration for event {event_id}")
         return registration

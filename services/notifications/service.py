@@ -10,7 +10,6 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import jwt
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
@@ -25,6 +24,7 @@ from services.common.base import ServiceBase
 from services.common.messaging import fact_id, message_handler
 from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
+from services.common.races import retried
 from services.common.sealing import OpenSealed
 from services.common.web import NotFound, api, load, load_query, read_json
 from services.notifications import delivery, feed_store, rules, store
@@ -263,13 +263,7 @@ class NotificationsService(ServiceBase, PartnerFeeds):
                 then(session)
             return self._report_inbox(made, session)
 
-        for attempt in range(3):
-            try:
-                return self.outbox.transaction(work)
-            except (DuplicateKeyError, BulkWriteError):
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        return retried(lambda attempt: self.outbox.transaction(work))
 
     def _report_inbox(self, notifications: list[dict], session) -> list[dict]:
         """Tell reports how many notifications reached inboxes (counts per community and kind)."""

@@ -11,9 +11,9 @@ import itertools
 from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, DESCENDING, UpdateMany, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.common.paging import page, window
+from services.common.races import retried
 from services.notifications import leases
 from services.notifications.compose import Recipient, preferences_from
 from services.notifications.policy import Preferences
@@ -234,14 +234,11 @@ def create_atomically(db, client, records: list, then=None) -> list[dict]:
             then(session)
         return made
 
-    for attempt in range(3):
-        try:
-            with client.start_session() as session:
-                return session.with_transaction(in_transaction)
-        except (DuplicateKeyError, BulkWriteError):
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    def run(attempt: int) -> list[dict]:
+        with client.start_session() as session:
+            return session.with_transaction(in_transaction)
+
+    return retried(run)
 
 
 def inbox(db, recipient: str, query: dict) -> tuple[list[tuple[dict, list[dict]]], str | None]:

@@ -20,11 +20,10 @@ from datetime import datetime, timezone
 
 from bson import ObjectId
 
-from pymongo.errors import BulkWriteError, DuplicateKeyError
-
 from contracts import RESIDENT_IMPORT_COMPLETED
 from services.common.messaging import fact_id
 from services.common.metrics import scrape_time_metrics
+from services.common.races import retried
 from services.residents import domain, forms, identity, registry
 from services.residents.documents import ImportJob, ImportRow, Resident
 from services.residents.privacy import Vault
@@ -94,7 +93,7 @@ def run(vault: Vault, stage, job_id: str) -> ImportJob:
         except BatchTaken:
             last_row = ImportJob.objects(id=job_id).first().last_row
     ImportRow._get_collection().delete_many({"import_id": job_id})  # the form's data is not kept twice
-    stage.transaction(lambda session, publish: _complete(publish, session, job_id))
+    stage.transaction(lambda session, publish: _complete(session, publish, job_id))
     job.reload()
     return job
 
@@ -105,7 +104,7 @@ def _next_rows(job_id: str, after_row: int) -> list[dict]:
     return list(found.limit(BATCH_ROWS).batch_size(BATCH_ROWS))
 
 
-def _complete(publish, session, job_id: str) -> None:
+def _complete(session, publish, job_id: str) -> None:
     jobs = ImportJob._get_collection()
     jobs.update_one({"_id": ObjectId(job_id)}, {"$set": {"status": "completed",
                                                          "finished_at": datetime.now(timezone.utc)}},
@@ -143,13 +142,7 @@ def _register_batch(vault, stage, batch, job: ImportJob, after_row: int) -> None
         _record_progress(session, job_id, after_row, batch[-1]["row"], len(batch), len(fresh), notes,
                          len(batch) - len(candidates) + len(refused), errors + refused)
 
-    for attempt in range(1, BATCH_ATTEMPTS + 1):
-        try:
-            stage.transaction(store)
-            return
-        except (DuplicateKeyError, BulkWriteError):
-            if attempt == BATCH_ATTEMPTS:
-                raise
+    retried(lambda attempt: stage.transaction(store), attempts=BATCH_ATTEMPTS)
 
 
 def _sort_out(candidates: list[tuple[int, dict]], session, may_see) -> tuple[list[dict], list[str], list[forms.RowError]]:

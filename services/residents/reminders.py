@@ -33,7 +33,7 @@ def send_permit_reminders(stage, today: date) -> int:
         if PermitReminder.objects(id=reminder_id).first() is not None:
             continue
         try:
-            stage.transaction(lambda session, publish: _remind(publish, session, resident, reminder_id, threshold,
+            stage.transaction(lambda session, publish: _remind(session, publish, resident, reminder_id, threshold,
                                                                today))
         except DuplicateKeyError:
             continue  # another instance sent this one meanwhile
@@ -41,7 +41,7 @@ def send_permit_reminders(stage, today: date) -> int:
     return sent
 
 
-def _remind(publish, session, resident, reminder_id: str, threshold: int, today: date) -> None:
+def _remind(session, publish, resident, reminder_id: str, threshold: int, today: date) -> None:
     insert_document(PermitReminder(id=reminder_id, resident_id=str(resident.id), threshold_days=threshold,
                                    sent_on=today), session)
     publish(
