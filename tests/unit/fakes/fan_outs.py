@@ -34,8 +34,8 @@ class FakeFanOuts:
         return None
 
     def audience_pages(self, query, after, page_size, defaults):
-        found = sorted((r for r in self.audience if r["status"] == "active" and r["_id"] > after and _matches(r, query)),
-                       key=lambda r: r["_id"])
+        found = sorted((r for r in self.audience
+                        if r["status"] == "active" and r["_id"] > after and _matches(r, query)), key=lambda r: r["_id"])
         for start in range(0, len(found), page_size):
             page = found[start:start + page_size]
             self.pages_read.append([r["_id"] for r in page])
