@@ -118,7 +118,7 @@ def _register_batch(store: ResidentsStore, vault, stage, batch, job: ImportJob, 
         else:
             candidates.append((row["row"], registry.to_record(vault, command, import_id=job_id)))
 
-    def store(session, publish):
+    def write(session, publish):
         fresh, notes, refused = _sort_out(store, candidates, session, job.requester_may_see)
         if fresh:
             store.add_many(fresh, session=session)
@@ -128,7 +128,7 @@ def _register_batch(store: ResidentsStore, vault, stage, batch, job: ImportJob, 
 
     for attempt in range(1, BATCH_ATTEMPTS + 1):
         try:
-            stage.transaction(store)
+            stage.transaction(write)
             return
         except (DuplicateKeyError, BulkWriteError):
             if attempt == BATCH_ATTEMPTS:
