@@ -76,11 +76,12 @@ def event_announced(ctx: Context, envelope) -> dict:
             "claimable_at": ctx.now}
 
 
-def fan_out(ctx: Context, job: dict, page_size: int):
+def fan_out(jobs, job: dict, page_size: int, now: datetime, defaults: Preferences):
     """The records of each page of a fan-out job's audience after ``job["after"]``, and where the page
-    ended (None after the last page): ``(records, after)``, one page at a time."""
-    composer = Composer(job["kind"], job["fact_id"], job["variables"], ctx.now, category=job["category"])
-    pages = store.audience_pages(ctx.db, job["query"], job["after"], page_size, ctx.defaults)
+    ended (None after the last page): ``(records, after)``, one page at a time. ``jobs``: the fan-out
+    jobs' store (``store.FanOuts``)."""
+    composer = Composer(job["kind"], job["fact_id"], job["variables"], now, category=job["category"])
+    pages = jobs.audience_pages(job["query"], job["after"], page_size, defaults)
     for page, last in pages:
         yield _records(composer, page), None if last else page[-1].id
 

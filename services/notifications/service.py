@@ -5,7 +5,6 @@ registrations, and apply the rules in ``rules`` in the same transaction as
 the record that the message was processed. Timers send due email/SMS
 deliveries, assemble digests and create the day-before reminders.
 """
-import logging
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -27,7 +26,7 @@ from services.common.outbox import Outbox
 from services.common.races import retried
 from services.common.sealing import OpenSealed
 from services.common.web import NotFound, api, load, load_query, read_json
-from services.notifications import delivery, feed_store, rules, store
+from services.notifications import delivery, fan_outs, feed_store, rules, store
 from services.notifications.channels import Channels
 from services.notifications.compose import quiet_hours_from
 from services.notifications.event_view import EventDetails
@@ -38,7 +37,6 @@ from services.notifications.schemas import InboxQuery, PreferencesSchema, Unsubs
 UNSUBSCRIBE_AUDIENCE = "linli:unsubscribe"
 FAN_OUT_LEASE_S = 60.0  # renewed by every page; a page takes well under a second
 ENDINGS = ("sent", "failed", "skipped")  # how a delivery can end (a retry is not an end)
-log = logging.getLogger(__name__)
 
 
 def _now() -> datetime:
@@ -204,26 +202,8 @@ class NotificationsService(ServiceBase, PartnerFeeds):
         """Work through announcements page by page, each page in its own transaction, each job held
         by one instance at a time (a lease every page renews); a page repeated after a crash (or by
         an instance that took over a job whose lease ran out) creates nothing twice."""
-        made = 0
-        while (job := store.claim_fan_out(self.db, _now(), FAN_OUT_LEASE_S)) is not None:
-            try:
-                made += self._fan_out(job, page_size)
-            except store.LeaseLost as exc:
-                log.warning("%s", exc)
-        return made
-
-    def _fan_out(self, job: dict, page_size: int) -> int:
-        made, finished = 0, False
-
-        def advance(after):
-            return lambda session: store.advance_fan_out(self.db, job, after, _now(), FAN_OUT_LEASE_S, session)
-
-        for records, after in rules.fan_out(self._context(session=None), job, page_size):
-            made += len(self._create_atomically(records, then=advance(after)))
-            finished = after is None
-        if not finished:  # nobody (left) to tell
-            self._create_atomically([], then=advance(None))
-        return made
+        defaults = self._context(session=None).defaults
+        return fan_outs.run(store.FanOuts(self.db), self._create_atomically, _now, defaults, page_size, FAN_OUT_LEASE_S)
 
     @timer(interval=1)
     def fan_out_regularly(self):

@@ -205,6 +205,23 @@ def advance_fan_out(db, job: dict, after: str | None, now: datetime, lease_s: fl
         raise LeaseLost(f"fan-out {job['_id']} was taken over by another instance")
 
 
+class FanOuts:
+    """The fan-out jobs and the audience they page through, as ``fan_outs.run`` sees them (the functions
+    above, on the service's database): the seam a unit test fills with an in-memory fake."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def claim(self, now: datetime, lease_s: float) -> dict | None:
+        return claim_fan_out(self.db, now, lease_s)
+
+    def audience_pages(self, query: dict, after: str, page_size: int, defaults: Preferences):
+        return audience_pages(self.db, query, after, page_size, defaults)
+
+    def advance(self, job: dict, after: str | None, now: datetime, lease_s: float, session=None) -> None:
+        advance_fan_out(self.db, job, after, now, lease_s, session)
+
+
 # -- notifications and deliveries ---------------------------------------------------
 
 def create(db, records: list[tuple[dict, list[dict]]], session=None) -> list[dict]:

@@ -13,6 +13,7 @@ from services.common.web import Conflict
 from services.residents import domain
 from services.residents.documents import Resident, former_key
 from services.residents.privacy import Vault
+from services.residents.store import ResidentsStore
 
 
 class SamePersonConflict(Conflict):
@@ -44,7 +45,8 @@ def identity_keys(vault: Vault, resident: dict) -> dict:
     return keys
 
 
-def same_person(records: list[dict], session=None, excluding: str | None = None) -> list[domain.SamePerson]:
+def same_person(store: ResidentsStore, records: list[dict], session=None,
+                excluding: str | None = None) -> list[domain.SamePerson]:
     """The same-person verdict for each record (``to_record``'s shape), in one look-up per identity key
     and one for departed residents' former keys, whatever the number of records: a form's batch costs
     what one registration does (one ``$in`` per key: an ``$or`` of them scans the whole collection on
@@ -52,17 +54,15 @@ def same_person(records: list[dict], session=None, excluding: str | None = None)
     moves them to ``former_identity``, an erasure drops both), which is what lets a departed person
     register again while the unique indexes still refuse a second active record. ``excluding``: a resident
     being updated, who shares keys with themself."""
-    residents = Resident._get_collection()
     matches: dict[str, list[domain.Match]] = {}
-    fields = {"community_id": 1, "status": 1, "erased_at": 1, "former_identity": 1, **dict.fromkeys(IDENTITY_KEYS, 1)}
     for key, rule in domain.IDENTITY_RULES.items():
         wanted = sorted({record[key] for record in records if record.get(key)})
         if wanted:
-            for found in residents.find({key: {"$in": wanted}}, fields, session=session):
+            for found in store.holding(key, wanted, session):
                 matches.setdefault(found[key], []).append(_match(found, rule))
     former = sorted({former_key(key, record[key]) for record in records for key in IDENTITY_KEYS if record.get(key)})
     if former:
-        for found in residents.find({"former_identity": {"$in": former}}, fields, session=session):
+        for found in store.formerly_holding(former, session):
             for value in set(found["former_identity"]) & set(former):
                 key, _, hashed = value.partition(":")
                 matches.setdefault(hashed, []).append(_match(found, domain.IDENTITY_RULES[key]))
@@ -71,14 +71,14 @@ def same_person(records: list[dict], session=None, excluding: str | None = None)
         for record in records]
 
 
-def admit_many(records: list[dict], session=None) -> list[domain.SamePerson]:
+def admit_many(store: ResidentsStore, records: list[dict], session=None) -> list[domain.SamePerson]:
     """The verdict of each record of a batch (a form's chunk, a batch of ingested rows), in order:
     against who is stored (``same_person``: one look-up per key for the whole batch) and against the
     batch's earlier records, so a person twice in it is judged against the record admitted first.
     An admitted record gets its ``_id`` (a later twin names it) and its ``previous_id``."""
     admitted: dict[str, dict[str, dict]] = {key: {} for key in IDENTITY_KEYS}  # key -> value -> record
     verdicts = []
-    for record, verdict in zip(records, same_person(records, session)):
+    for record, verdict in zip(records, same_person(store, records, session)):
         twins = [domain.Match(str(admitted[key][record[key]]["_id"]), admitted[key][record[key]]["community_id"],
                               "active", domain.IDENTITY_RULES[key])
                  for key in IDENTITY_KEYS if record.get(key) in admitted[key]]
@@ -101,9 +101,9 @@ def _match(found: dict, rule: str) -> domain.Match:
                         erased=found.get("erased_at") is not None)
 
 
-def admit(record: dict) -> domain.SamePerson:
+def admit(store: ResidentsStore, record: dict) -> domain.SamePerson:
     """The record's verdict; a new one is linked to its earlier, departed record, any other refused (409)."""
-    verdict = same_person([record])[0]
+    verdict = same_person(store, [record])[0]
     if not verdict.is_new:
         raise SamePersonConflict(verdict)
     if verdict.previous_id:
@@ -111,9 +111,9 @@ def admit(record: dict) -> domain.SamePerson:
     return verdict
 
 
-def refused(record: dict, excluding: str | None = None) -> domain.SamePerson:
+def refused(store: ResidentsStore, record: dict, excluding: str | None = None) -> domain.SamePerson:
     """The verdict after a unique index refused ``record``: the index saw an active holder."""
-    verdict = same_person([record], excluding=excluding)[0]
+    verdict = same_person(store, [record], excluding=excluding)[0]
     if verdict.is_new:
         raise RuntimeError("a unique index refused a resident, but no active holder of its keys can be found")
     return verdict

@@ -18,15 +18,15 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 
-from bson import ObjectId
 
 from contracts import RESIDENT_IMPORT_COMPLETED
 from services.common.messaging import fact_id
 from services.common.metrics import scrape_time_metrics
 from services.common.races import retried
 from services.residents import domain, forms, identity, registry
-from services.residents.documents import ImportJob, ImportRow, Resident
+from services.residents.documents import ImportJob
 from services.residents.privacy import Vault
+from services.residents.store import ResidentsStore
 
 BATCH_ROWS = 500
 MAX_REPORTED_ERRORS = 5000
@@ -36,12 +36,12 @@ RULE_COLUMNS = {domain.IDENTITY_RULES["document_key"]: "document_number",
                 domain.IDENTITY_RULES["person_key"]: "name"}
 
 
-def accept(content: bytes, filename: str, principal) -> tuple[ImportJob, bool]:
+def accept(store: ResidentsStore, content: bytes, filename: str, principal) -> tuple[ImportJob, bool]:
     """Store the form's rows as a queued job; returns (job, created). The same file twice is one job.
     The job keeps the communities the submitter's token reaches: a row's error names another community's
     resident only if they reach it (``SamePerson.seen_from``)."""
     digest = hashlib.sha256(content).hexdigest()
-    existing = ImportJob.objects(content_sha256=digest).first()
+    existing = store.import_of(digest)
     if existing is not None:
         _require_visible(existing.communities, principal.may_see)  # a repeat shows the job only to whom it concerns
         return existing, False
@@ -51,15 +51,10 @@ def accept(content: bytes, filename: str, principal) -> tuple[ImportJob, bool]:
     job = ImportJob(filename=filename, content_sha256=digest, rows_total=len(form.rows),
                     requested_by=principal.subject, communities=communities,
                     requester_communities=sorted(principal.communities))
-    job.save()
-    rows = ImportRow._get_collection()
-    for start in range(0, len(form.rows), 5000):
-        rows.insert_many(
-            [{"import_id": str(job.id), "row": number, "values": raw,
-              **({"errors": [e.as_dict() for e in form.row_errors[number]]} if number in form.row_errors else {})}
-             for number, raw in form.rows[start:start + 5000]],
-            ordered=False,
-        )
+    store.add_import(job, [
+        {"row": number, "values": raw,
+         **({"errors": [e.as_dict() for e in form.row_errors[number]]} if number in form.row_errors else {})}
+        for number, raw in form.rows])
     return job, True
 
 
@@ -75,41 +70,30 @@ class BatchTaken(Exception):
     """Another worker running the same job (a redelivered call) recorded this batch first."""
 
 
-def run(vault: Vault, stage, job_id: str) -> ImportJob:
+def run(store: ResidentsStore, vault: Vault, stage, job_id: str) -> ImportJob:
     """``stage``: the service's outbox (``Staging``)."""
-    job = ImportJob.objects(id=job_id).first()
+    job = store.import_job(job_id)
     if job is None or job.status == "completed":
         return job
-    ImportJob.objects(id=job_id).update_one(set__status="running")
+    store.start_import(job_id)
     last_row = job.last_row
     while True:
         # Resumable: rows up to ``last_row`` were handled before a restart.
-        batch = _next_rows(job_id, last_row)
+        batch = store.import_rows(job_id, last_row, BATCH_ROWS)  # one command, not 101 rows at a time
         if not batch:
             break
         try:
-            _register_batch(vault, stage, batch, job, last_row)
+            _register_batch(store, vault, stage, batch, job, last_row)
             last_row = batch[-1]["row"]
         except BatchTaken:
-            last_row = ImportJob.objects(id=job_id).first().last_row
-    ImportRow._get_collection().delete_many({"import_id": job_id})  # the form's data is not kept twice
-    stage.transaction(lambda session, publish: _complete(session, publish, job_id))
-    job.reload()
-    return job
+            last_row = store.import_job(job_id).last_row
+    store.drop_import_rows(job_id)  # the form's data is not kept twice
+    stage.transaction(lambda session, publish: _complete(store, session, publish, job_id))
+    return store.reload(job)
 
 
-def _next_rows(job_id: str, after_row: int) -> list[dict]:
-    """The next chunk of the form's rows (``ImportRow`` as stored), in one command, not 101 at a time."""
-    found = ImportRow._get_collection().find({"import_id": job_id, "row": {"$gt": after_row}}).sort("row", 1)
-    return list(found.limit(BATCH_ROWS).batch_size(BATCH_ROWS))
-
-
-def _complete(session, publish, job_id: str) -> None:
-    jobs = ImportJob._get_collection()
-    jobs.update_one({"_id": ObjectId(job_id)}, {"$set": {"status": "completed",
-                                                         "finished_at": datetime.now(timezone.utc)}},
-                    session=session)
-    job = jobs.find_one({"_id": ObjectId(job_id)}, session=session)
+def _complete(store: ResidentsStore, session, publish, job_id: str) -> None:
+    job = store.complete_import(job_id, datetime.now(timezone.utc), session)
     communities = job.get("communities") or []
     publish(
         RESIDENT_IMPORT_COMPLETED,
@@ -121,7 +105,7 @@ def _complete(session, publish, job_id: str) -> None:
     )
 
 
-def _register_batch(vault, stage, batch, job: ImportJob, after_row: int) -> None:
+def _register_batch(store: ResidentsStore, vault, stage, batch, job: ImportJob, after_row: int) -> None:
     """The batch's new residents, their announcements and the job's progress, in one transaction."""
     job_id = str(job.id)
     errors: list[forms.RowError] = []
@@ -134,22 +118,23 @@ def _register_batch(vault, stage, batch, job: ImportJob, after_row: int) -> None
         else:
             candidates.append((row["row"], registry.to_record(vault, command, import_id=job_id)))
 
-    def store(session, publish):
-        fresh, notes, refused = _sort_out(candidates, session, job.requester_may_see)
+    def write(session, publish):
+        fresh, notes, refused = _sort_out(store, candidates, session, job.requester_may_see)
         if fresh:
-            Resident._get_collection().insert_many(fresh, session=session)
+            store.add_many(fresh, session=session)
             registry.announce_all_registered(stage, session, fresh)
-        _record_progress(session, job_id, after_row, batch[-1]["row"], len(batch), len(fresh), notes,
+        _record_progress(store, session, job_id, after_row, batch[-1]["row"], len(batch), len(fresh), notes,
                          len(batch) - len(candidates) + len(refused), errors + refused)
 
-    retried(lambda attempt: stage.transaction(store), attempts=BATCH_ATTEMPTS)
+    retried(lambda attempt: stage.transaction(write), attempts=BATCH_ATTEMPTS)
 
 
-def _sort_out(candidates: list[tuple[int, dict]], session, may_see) -> tuple[list[dict], list[str], list[forms.RowError]]:
+def _sort_out(store: ResidentsStore, candidates: list[tuple[int, dict]], session,
+              may_see) -> tuple[list[dict], list[str], list[forms.RowError]]:
     """The same-person rule (``domain.same_person``, as at every door) for each row: the records to
     insert, a note for each person already registered here, an error for each registered elsewhere.
     A person twice in the form is judged against the row registered first (``identity.admit_many``)."""
-    verdicts = identity.admit_many([record for _, record in candidates], session)
+    verdicts = identity.admit_many(store, [record for _, record in candidates], session)
     fresh, notes, refused = [], [], []
     for (number, record), verdict in zip(candidates, verdicts):
         if verdict.verdict == "already_registered":
@@ -161,21 +146,12 @@ def _sort_out(candidates: list[tuple[int, dict]], session, may_see) -> tuple[lis
     return fresh, notes, refused
 
 
-def _record_progress(session, job_id, after_row, last_row, rows, registered, notes, rejected, errors) -> None:
-    jobs = ImportJob._get_collection()
-    update = {"$inc": {"rows_done": rows, "registered": registered, "already_registered": len(notes),
-                       "rejected": rejected, "errors_total": len(errors), "notes_total": len(notes)},
-              "$set": {"last_row": last_row}}
-    if errors or notes:
-        job = jobs.find_one({"_id": ObjectId(job_id)}, {"errors": 1, "notes": 1}, session=session)
-        pushes = {}
-        for field, items in (("errors", [e.as_dict() for e in errors]), ("notes", notes)):
-            room = MAX_REPORTED_ERRORS - len(job.get(field) or [])
-            if items and room > 0:
-                pushes[field] = {"$each": items[:room]}
-        if pushes:
-            update["$push"] = pushes
-    if not jobs.update_one({"_id": ObjectId(job_id), "last_row": after_row}, update, session=session).matched_count:
+def _record_progress(store: ResidentsStore, session, job_id, after_row, last_row, rows, registered, notes, rejected,
+                     errors) -> None:
+    counts = {"rows_done": rows, "registered": registered, "already_registered": len(notes), "rejected": rejected,
+              "errors_total": len(errors), "notes_total": len(notes)}
+    if not store.record_batch(job_id, after_row, last_row, counts, [e.as_dict() for e in errors], notes,
+                              MAX_REPORTED_ERRORS, session):
         raise BatchTaken(job_id)
 
 
@@ -210,9 +186,7 @@ def progress_gauges(container) -> list:
                                  labels=["status"])
     handled = GaugeMetricFamily("linli_import_rows_handled", "Rows handled so far of queued or running jobs.",
                                 labels=["status"])
-    found = {g["_id"]: g for g in ImportJob._get_collection().aggregate([
-        {"$group": {"_id": "$status", "jobs": {"$sum": 1}, "rows_total": {"$sum": "$rows_total"},
-                    "rows_done": {"$sum": "$rows_done"}}}])}
+    found = ResidentsStore().imports_by_status()
     for status in ImportJob.status.choices:
         group = found.get(status, {})
         jobs.add_metric([status], group.get("jobs", 0))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from services.common.ingest import IngestRejected, error, once_each
 from services.residents import forms, identity, registry
-from services.residents.documents import Resident
 
 _COLUMN_OF = {alias.strip().lower(): column for column, aliases in forms.HEADERS.items() for alias in aliases}
 
@@ -39,9 +38,10 @@ def row_command(community_id: str, row: dict) -> dict:
     return command
 
 
-def submit_form_rows(database, vault, stage, envelopes) -> list:
+def submit_form_rows(database, store, vault, stage, envelopes) -> list:
     """Register each row's resident once per message, a batch in one transaction; returns, for each
-    envelope, its ``ingest.accepted`` outcome or the ``IngestRejected`` that parks it. ``stage``: the
+    envelope, its ``ingest.accepted`` outcome or the ``IngestRejected`` that parks it. ``database``: the
+    service's (its records of what was ingested); ``store``: the ``ResidentsStore``; ``stage``: the
     outbox; a redelivery after a crash finds the announcements already there. The same-person rule
     decides (``domain.same_person``, with the batch's earlier rows as ``identity.admit_many`` judges
     them): the same person active in this community is ``already_registered`` with their id, active
@@ -50,10 +50,10 @@ def submit_form_rows(database, vault, stage, envelopes) -> list:
     def register(session, fresh):
         outcomes = [_record_of(vault, envelope) for envelope in fresh]
         candidates = [outcome for outcome in outcomes if isinstance(outcome, dict)]  # made anew each attempt
-        verdicts = dict(zip(map(id, candidates), identity.admit_many(candidates, session)))
+        verdicts = dict(zip(map(id, candidates), identity.admit_many(store, candidates, session)))
         admitted = [record for record in candidates if verdicts[id(record)].is_new]
         if admitted:
-            Resident._get_collection().insert_many(admitted, session=session)
+            store.add_many(admitted, session=session)
             registry.announce_all_registered(stage, session, admitted)
         return [_outcome(outcome, verdicts.get(id(outcome))) for outcome in outcomes]
 

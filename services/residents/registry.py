@@ -1,16 +1,14 @@
 """The registry's use cases: what happens to the store and the bus for each command.
 
-Entrypoints translate a request into one of these calls; this module knows
-mongoengine and the publish function it is handed, not HTTP or nameko.
+Entrypoints translate a request into one of these calls; this module knows the
+service's store (``store.ResidentsStore``) and the outbox it is handed (``stage``),
+not the database, HTTP or nameko.
 """
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-from bson import ObjectId
-from bson.errors import InvalidId
 from pymongo.errors import DuplicateKeyError
-from mongoengine.queryset.visitor import Q
 
 from contracts import (
     RESIDENT_DEPARTED,
@@ -21,12 +19,11 @@ from contracts import (
 )
 from contracts.feeds import PARTNER_PERSONAL_FIELDS
 from services.common.messaging import fact_id
-from services.common.outbox import save_changes
 from services.common.web import ApiError, NotFound
 from services.residents import domain, identity
-from services.residents.documents import ContactAccess, Resident
-from services.residents.name_folding import fold
+from services.residents.documents import Resident
 from services.residents.privacy import Vault, mask
+from services.residents.store import ResidentsStore
 
 
 class ResidentGone(ApiError):
@@ -34,11 +31,8 @@ class ResidentGone(ApiError):
     code = "resident_departed"
 
 
-def find(resident_id: str) -> Resident:
-    try:
-        resident = Resident.objects(id=ObjectId(resident_id)).first()
-    except (InvalidId, TypeError):
-        resident = None
+def find(store: ResidentsStore, resident_id: str) -> Resident:
+    resident = store.resident(resident_id)
     if resident is None:
         raise NotFound(f"no resident with id {resident_id}")
     return resident
@@ -66,22 +60,21 @@ def to_record(vault: Vault, command: dict, import_id: str | None = None) -> dict
     return record
 
 
-def register(vault: Vault, stage, command: dict) -> str:
+def register(store: ResidentsStore, vault: Vault, stage, command: dict) -> str:
     """Store the resident and its ``resident.registered`` in one transaction (``stage``: the outbox),
     or ``SamePersonConflict`` (409) as the same-person rule says."""
     record = to_record(vault, command)
-    identity.admit(record)
-    collection = Resident._get_collection()
+    identity.admit(store, record)
 
-    def store(session, publish):
-        collection.insert_one(record, session=session)
+    def write(session, publish):
+        store.add(record, session=session)
         announce_registered(publish, record)
 
     try:
-        stage.transaction(store)  # committed, then published before the caller hears the id
+        stage.transaction(write)  # committed, then published before the caller hears the id
     except DuplicateKeyError:  # registered by someone else between the look-up and the insert
         record.pop("_id", None)
-        raise identity.SamePersonConflict(identity.refused(record)) from None
+        raise identity.SamePersonConflict(identity.refused(store, record)) from None
     return str(record["_id"])
 
 
@@ -112,7 +105,7 @@ def _as_command(resident: Resident, vault: Vault) -> dict:
     return current
 
 
-def update(vault: Vault, stage, resident: Resident, changes: dict) -> list[str]:
+def update(store: ResidentsStore, vault: Vault, stage, resident: Resident, changes: dict) -> list[str]:
     _require_active(resident)
     current = _as_command(resident, vault)
     if "consent" in changes:  # a partial consent changes only the channels it names
@@ -135,7 +128,7 @@ def update(vault: Vault, stage, resident: Resident, changes: dict) -> list[str]:
     resident_id = str(resident.id)
 
     def write(session, publish):
-        save_changes(resident, session)
+        store.save(resident, session)
         publish(RESIDENT_UPDATED, domain.update_facts(resident_id, resident.community_id, changed),
                 subject=resident_id, community=resident.community_id)
 
@@ -143,11 +136,11 @@ def update(vault: Vault, stage, resident: Resident, changes: dict) -> list[str]:
         stage.transaction(write)
     except DuplicateKeyError:
         keys = {"community_id": resident.community_id, **identity.identity_keys(vault, after)}
-        raise identity.SamePersonConflict(identity.refused(keys, excluding=resident_id)) from None
+        raise identity.SamePersonConflict(identity.refused(store, keys, excluding=resident_id)) from None
     return sorted(changed)
 
 
-def move(vault: Vault, stage, resident: Resident, command: dict) -> None:
+def move(store: ResidentsStore, vault: Vault, stage, resident: Resident, command: dict) -> None:
     _require_active(resident)
     from_community = resident.community_id
     if command["community_id"] == from_community:
@@ -161,7 +154,7 @@ def move(vault: Vault, stage, resident: Resident, command: dict) -> None:
     resident_id = str(resident.id)
 
     def write(session, publish):
-        save_changes(resident, session)
+        store.save(resident, session)
         publish(
             RESIDENT_MOVED,
             {"resident_id": resident_id, "community_id": resident.community_id, "from_community_id": from_community,
@@ -174,10 +167,10 @@ def move(vault: Vault, stage, resident: Resident, command: dict) -> None:
         stage.transaction(write)
     except DuplicateKeyError:
         keys = {"community_id": resident.community_id, **keys}
-        raise identity.SamePersonConflict(identity.refused(keys, excluding=resident_id)) from None
+        raise identity.SamePersonConflict(identity.refused(store, keys, excluding=resident_id)) from None
 
 
-def depart(stage, resident: Resident, command: dict) -> None:
+def depart(store: ResidentsStore, stage, resident: Resident, command: dict) -> None:
     _require_active(resident)
     resident.status = "departed"
     identity.retire(resident)
@@ -187,7 +180,7 @@ def depart(stage, resident: Resident, command: dict) -> None:
     resident_id = str(resident.id)
 
     def write(session, publish):
-        save_changes(resident, session)
+        store.save(resident, session)
         publish(
             RESIDENT_DEPARTED,
             {"resident_id": resident_id, "community_id": resident.community_id,
@@ -200,7 +193,7 @@ def depart(stage, resident: Resident, command: dict) -> None:
     stage.transaction(write)
 
 
-def erase(stage, resident: Resident) -> None:
+def erase(store: ResidentsStore, stage, resident: Resident) -> None:
     """Erase personal data; the id, community and categories stay for statistics."""
     erasing = resident.erased_at is None
     if erasing:
@@ -212,7 +205,7 @@ def erase(stage, resident: Resident) -> None:
 
     def write(session, publish):
         if erasing:
-            save_changes(resident, session)
+            store.save(resident, session)
         publish(
             RESIDENT_ERASED,
             {"resident_id": resident_id, "community_id": resident.community_id,
@@ -269,27 +262,15 @@ def _full_view(vault: Vault, resident: Resident, with_pii: bool) -> dict:
     }
 
 
-def search(vault: Vault, query: dict, with_pii: bool, personal: bool = True) -> dict:
-    filters = Q(community_id=query["community_id"])
-    for field in ("grid_id", "household_id", "nationality", "residence_type"):
-        if query.get(field):
-            filters &= Q(**{field: query[field]})
-    if query.get("tag"):
-        filters &= Q(tags__all=query["tag"])
-    if query["status"] != "all":
-        filters &= Q(status=query["status"])
-    if query.get("name"):
-        filters &= Q(name_search__contains=fold(" ".join(query["name"].split())))
-    matches = Resident.objects(filters).order_by("name_romanised", "id")
-    total = matches.count()
-    start = (query["page"] - 1) * query["page_size"]
-    items = [view(vault, r, with_pii, personal) for r in matches.skip(start).limit(query["page_size"])]
+def search(store: ResidentsStore, vault: Vault, query: dict, with_pii: bool, personal: bool = True) -> dict:
+    total, matches = store.search(query)
+    items = [view(vault, r, with_pii, personal) for r in matches]
     return {"total": total, "page": query["page"], "page_size": query["page_size"], "items": items}
 
 
-def household(vault: Vault, community_id: str, household_id: str, with_pii: bool, personal: bool = True) -> dict:
-    members = Resident.objects(community_id=community_id, household_id=household_id, status="active")
-    items = [view(vault, r, with_pii, personal) for r in members.order_by("birth_date")]
+def household(store: ResidentsStore, vault: Vault, community_id: str, household_id: str, with_pii: bool,
+              personal: bool = True) -> dict:
+    items = [view(vault, r, with_pii, personal) for r in store.household(community_id, household_id)]
     if not items:
         raise NotFound(f"no household {household_id!r} in community {community_id!r}")
     return {"community_id": community_id, "household_id": household_id, "members": items}
@@ -307,32 +288,31 @@ def membership(resident: Resident) -> dict:
             "residence_type": resident.residence_type, "tags": list(resident.tags or [])}
 
 
-def contact(vault: Vault, resident_id: str, purpose: str, caller: str, seal_for) -> dict:
+def contact(store: ResidentsStore, vault: Vault, resident_id: str, purpose: str, caller: str, seal_for) -> dict:
     """Only the fields ``purpose`` needs, sealed for the purpose's reader (``seal_for(purpose, fields)``,
     see ``services.common.sealing``), and an audit record that they were read."""
     if purpose not in domain.CONTACT_PURPOSES:
-        ContactAccess(resident_id=resident_id, purpose=purpose, caller=caller, granted=False).save()
+        store.audit(dict(resident_id=resident_id, purpose=purpose, caller=caller, granted=False))
         raise UnknownPurpose(f"no such purpose: {purpose!r}; known: {sorted(domain.CONTACT_PURPOSES)}")
-    resident = find(resident_id)
+    resident = find(store, resident_id)
     fields = domain.CONTACT_PURPOSES[purpose]
-    ContactAccess(resident_id=resident_id, purpose=purpose, caller=caller, fields=list(fields)).save()
+    store.audit(dict(resident_id=resident_id, purpose=purpose, caller=caller, fields=list(fields)))
     return _sealed_contact(vault, resident, purpose, seal_for)
 
 
-def contacts(vault: Vault, resident_ids: list, purpose: str, caller: str, seal_for) -> list[dict]:
+def contacts(store: ResidentsStore, vault: Vault, resident_ids: list, purpose: str, caller: str,
+             seal_for) -> list[dict]:
     """``contact`` of many residents: one read, one write of the audit records, each answer sealed
     alike. Residents the registry does not know are left out of the answer."""
     resident_ids = list(dict.fromkeys(str(i) for i in resident_ids))
     granted = purpose in domain.CONTACT_PURPOSES
     fields = list(domain.CONTACT_PURPOSES.get(purpose, ()))
     if resident_ids:
-        ContactAccess.objects.insert([ContactAccess(resident_id=i, purpose=purpose, caller=caller, granted=granted,
-                                                    fields=fields) for i in resident_ids], load_bulk=False)
+        store.audit_many([dict(resident_id=i, purpose=purpose, caller=caller, granted=granted, fields=fields)
+                          for i in resident_ids])
     if not granted:
         raise UnknownPurpose(f"no such purpose: {purpose!r}; known: {sorted(domain.CONTACT_PURPOSES)}")
-    wanted = [ObjectId(i) for i in resident_ids if ObjectId.is_valid(i)]
-    found = Resident.objects(id__in=wanted).batch_size(len(wanted) + 1) if wanted else []
-    return [_sealed_contact(vault, resident, purpose, seal_for) for resident in found]
+    return [_sealed_contact(vault, resident, purpose, seal_for) for resident in store.residents(resident_ids)]
 
 
 def _sealed_contact(vault: Vault, resident: Resident, purpose: str, seal_for) -> dict:
@@ -344,16 +324,17 @@ def _sealed_contact(vault: Vault, resident: Resident, purpose: str, seal_for) ->
     return {"resident_id": resident_id, "reachable": True, **seal_for(purpose, {f: full[f] for f in fields})}
 
 
-def partner_fields(vault: Vault, resident_id: str, partner_id: str, fields: list, caller: str, seal_for) -> dict:
+def partner_fields(store: ResidentsStore, vault: Vault, resident_id: str, partner_id: str, fields: list, caller: str,
+                   seal_for) -> dict:
     """The personal fields a partner's feed carries (only those ``contracts.feeds`` allows a partner
     to be entitled to; the notifications service checks the partner's own scope), audited with
     the partner as the reader, sealed for the service that delivers feeds. An erased resident gives none."""
     outside = sorted(set(fields) - PARTNER_PERSONAL_FIELDS)
-    ContactAccess(resident_id=resident_id, purpose=PARTNER_FEED_PURPOSE, caller=f"partner:{partner_id} via {caller}",
-                  fields=list(fields), granted=not outside).save()
+    store.audit(dict(resident_id=resident_id, purpose=PARTNER_FEED_PURPOSE, caller=f"partner:{partner_id} via {caller}",
+                     fields=list(fields), granted=not outside))
     if outside:
         raise ApiError(f"not fields a partner may receive: {outside}", code="not_partner_fields")
-    resident = find(resident_id)
+    resident = find(store, resident_id)
     if resident.erased_at is not None:
         return {"resident_id": resident_id, "available": False}
     full = view(vault, resident, with_pii=True)

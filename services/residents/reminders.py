@@ -8,42 +8,38 @@ from pymongo.errors import DuplicateKeyError
 from contracts import RESIDENT_PERMIT_EXPIRING
 from contracts.residents import PERMIT_THRESHOLDS_DAYS
 from services.common.messaging import fact_id
-from services.common.outbox import insert_document
 from services.common.metrics import scrape_time_metrics
 from services.residents import domain
-from services.residents.documents import PermitReminder, ReminderRun, Resident
+from services.residents.store import ResidentsStore
 
 
-def send_permit_reminders(stage, today: date) -> int:
+def send_permit_reminders(store: ResidentsStore, stage, today: date) -> int:
     """Publish ``resident.permit_expiring`` for every permit that reached a threshold; returns how many.
 
     The record that the reminder went out and its envelope (the outbox, ``stage``) commit
     together: a crash between never loses the reminder nor sends it under another id.
     """
     horizon = today + timedelta(days=max(PERMIT_THRESHOLDS_DAYS))
-    candidates = Resident.objects(
-        status="active", erased_at=None, permit_expires_on__gte=today, permit_expires_on__lte=horizon
-    ).only("id", "community_id", "permit_type", "permit_expires_on")
     sent = 0
-    for resident in candidates:
+    for resident in store.permits_expiring(today, horizon):
         threshold = domain.permit_threshold(resident.permit_expires_on, today)
         if threshold is None:
             continue
         reminder_id = f"{resident.id}:{resident.permit_expires_on.isoformat()}:{threshold}"
-        if PermitReminder.objects(id=reminder_id).first() is not None:
+        if store.reminder_sent(reminder_id):
             continue
         try:
-            stage.transaction(lambda session, publish: _remind(session, publish, resident, reminder_id, threshold,
-                                                               today))
+            stage.transaction(lambda session, publish: _remind(store, session, publish, resident, reminder_id,
+                                                               threshold, today))
         except DuplicateKeyError:
             continue  # another instance sent this one meanwhile
         sent += 1
     return sent
 
 
-def _remind(session, publish, resident, reminder_id: str, threshold: int, today: date) -> None:
-    insert_document(PermitReminder(id=reminder_id, resident_id=str(resident.id), threshold_days=threshold,
-                                   sent_on=today), session)
+def _remind(store: ResidentsStore, session, publish, resident, reminder_id: str, threshold: int, today: date) -> None:
+    store.add_reminder(dict(id=reminder_id, resident_id=str(resident.id), threshold_days=threshold, sent_on=today),
+                       session)
     publish(
         RESIDENT_PERMIT_EXPIRING,
         {
@@ -60,12 +56,12 @@ def _remind(session, publish, resident, reminder_id: str, threshold: int, today:
     )
 
 
-def run_daily(stage, today: date) -> int | None:
+def run_daily(store: ResidentsStore, stage, today: date) -> int | None:
     """The timer's job: once per day; ``None`` when today's run already happened."""
-    if ReminderRun.objects(id=today.isoformat()).first() is not None:
+    if store.daily_run_done(today.isoformat()):
         return None
-    sent = send_permit_reminders(stage, today)
-    ReminderRun(id=today.isoformat(), sent=sent).save()
+    sent = send_permit_reminders(store, stage, today)
+    store.record_daily_run(today.isoformat(), sent)
     return sent
 
 
@@ -77,7 +73,7 @@ def last_run_gauges(container) -> list:
     at = GaugeMetricFamily("linli_permit_reminders_last_run_timestamp_seconds",
                            "Unix time of the last daily permit-reminder run.")
     sent = GaugeMetricFamily("linli_permit_reminders_last_run_sent", "Reminders the last daily run published.")
-    last = ReminderRun.objects.order_by("-at").first()
+    last = ResidentsStore().last_daily_run()
     if last is not None:
         at.add_metric([], last.at.replace(tzinfo=last.at.tzinfo or timezone.utc).timestamp())
         sent.add_metric([], last.sent)

@@ -1,7 +1,8 @@
 """The residents service: the community's resident registry.
 
 Entrypoints only translate: load the request through a schema, check the
-token's community, call one use case in ``registry``/``imports``/``reminders``.
+token's community, call one use case in ``registry``/``imports``/``reminders``,
+handing it the store (``store.ResidentsStore``) and the outbox.
 """
 from contextlib import contextmanager
 from datetime import date
@@ -24,10 +25,11 @@ from services.common.outbox import Outbox
 from services.common.sealing import SealForReader
 from services.common.web import ApiError, NotFound, ValidationFailed, api, load, load_query, read_json
 from services.residents import identity, imports, ingest, migrations, registry, reminders
-from services.residents.documents import ALL_DOCUMENTS, ImportJob
+from services.residents.documents import ALL_DOCUMENTS
 from services.residents.domain import MoveResident, RecordDeparture, RegisterResident, SearchResidents, UpdateResident
 from services.residents.forms import FormError
 from services.residents.privacy import PII_SCOPE
+from services.residents.store import Store
 from services.residents.vault import ResidentsVault
 
 
@@ -58,6 +60,7 @@ class ResidentsService(ServiceBase):
     name = "residents"
 
     db = MongoDatabase("residents", documents=ALL_DOCUMENTS, prepare=migrations.run_all)
+    store = Store()
     vault = ResidentsVault()
     outbox = Outbox("residents")
     myself = RpcProxy("residents")
@@ -73,13 +76,13 @@ class ResidentsService(ServiceBase):
         command = load(RegisterResident(), read_json(request), "the resident")
         request.principal.require_community(command["community_id"])
         with _same_person_told_to(request.principal):
-            return 201, {"id": registry.register(self.vault, self.outbox, command)}
+            return 201, {"id": registry.register(self.store, self.vault, self.outbox, command)}
 
     @api("GET", "/residents", scope="residents:read", query_schema=SearchResidents)
     def search_over_http(self, request):
         query = load_query(SearchResidents(), request, "the search")
         request.principal.require_community(query["community_id"])
-        return registry.search(self.vault, query, _with_pii(request))
+        return registry.search(self.store, self.vault, query, _with_pii(request))
 
     @api("GET", "/residents/<resident_id>", scope="residents:read")
     def get_over_http(self, request, resident_id):
@@ -93,7 +96,7 @@ class ResidentsService(ServiceBase):
         resident = self._visible(request, resident_id)
         try:
             with _same_person_told_to(request.principal):
-                changed = registry.update(self.vault, self.outbox, resident, changes)
+                changed = registry.update(self.store, self.vault, self.outbox, resident, changes)
         except ValidationError as exc:
             raise ValidationFailed("the update is not valid", {"fields": exc.normalized_messages()}) from None
         return {"id": resident_id, "changed_fields": changed}
@@ -105,25 +108,25 @@ class ResidentsService(ServiceBase):
         resident = self._visible(request, resident_id)
         request.principal.require_community(command["community_id"])
         with _same_person_told_to(request.principal):
-            registry.move(self.vault, self.outbox, resident, command)
+            registry.move(self.store, self.vault, self.outbox, resident, command)
         return {"id": resident_id, "community_id": command["community_id"]}
 
     @api("POST", "/residents/<resident_id>/departure", scope="residents:write",
          request_schema=RecordDeparture)
     def depart_over_http(self, request, resident_id):
         command = load(RecordDeparture(), read_json(request), "the departure")
-        registry.depart(self.outbox, self._visible(request, resident_id), command)
+        registry.depart(self.store, self.outbox, self._visible(request, resident_id), command)
         return {"id": resident_id, "status": "departed"}
 
     @api("DELETE", "/residents/<resident_id>/personal-data", scope=PII_SCOPE)
     def erase_over_http(self, request, resident_id):
-        registry.erase(self.outbox, self._visible(request, resident_id))
+        registry.erase(self.store, self.outbox, self._visible(request, resident_id))
         return {"id": resident_id, "erased": True}
 
     @api("GET", "/communities/<community_id>/households/<household_id>", scope="residents:read")
     def household_over_http(self, request, community_id, household_id):
         request.principal.require_community(community_id)
-        return registry.household(self.vault, community_id, household_id, _with_pii(request))
+        return registry.household(self.store, self.vault, community_id, household_id, _with_pii(request))
 
     @api("POST", "/residents/imports", scope="residents:write", request_schema=FORM_UPLOAD, query_schema=IMPORT_QUERY)
     def import_over_http(self, request):
@@ -131,7 +134,7 @@ class ResidentsService(ServiceBase):
         content = upload.read() if upload else request.get_data()
         filename = (upload.filename if upload else request.args.get("filename")) or ""
         try:
-            job, created = imports.accept(content, filename, request.principal)
+            job, created = imports.accept(self.store, content, filename, request.principal)
         except FormError as exc:
             raise ApiError(str(exc), exc.details, code=exc.code) from None
         if created:
@@ -140,7 +143,7 @@ class ResidentsService(ServiceBase):
 
     @api("GET", "/residents/imports/<import_id>", scope="residents:read")
     def import_status_over_http(self, request, import_id):
-        job = ImportJob.objects(id=import_id).first() if ObjectId.is_valid(import_id) else None
+        job = self.store.import_job(import_id) if ObjectId.is_valid(import_id) else None
         if job is None:
             raise NotFound(f"no import with id {import_id}")
         if not all(request.principal.may_see(c) for c in job.communities):
@@ -152,7 +155,7 @@ class ResidentsService(ServiceBase):
         return self.ingest_door(request)
 
     def _visible(self, request, resident_id):
-        resident = registry.find(resident_id)
+        resident = registry.find(self.store, resident_id)
         request.principal.require_community(resident.community_id)
         return resident
 
@@ -160,7 +163,7 @@ class ResidentsService(ServiceBase):
 
     @ingest_handler(RESIDENT_FORM_SUBMITTED, batch=True)
     def ingest_form_rows(self, envelopes):
-        return ingest.submit_form_rows(self.db, self.vault, self.outbox, envelopes)
+        return ingest.submit_form_rows(self.db, self.store, self.vault, self.outbox, envelopes)
 
     @unrouted_gate()
     def park_unrouted_ingest(self, envelope):
@@ -172,53 +175,55 @@ class ResidentsService(ServiceBase):
 
     @rpc
     def get(self, resident_id: str) -> dict:
-        return registry.view(self.vault, registry.find(resident_id), with_pii=False, personal=False)
+        return registry.view(self.vault, registry.find(self.store, resident_id), with_pii=False, personal=False)
 
     @rpc
     def membership(self, resident_id: str) -> dict:
         """Who may take part where: ids and categories only, no name, so nothing personal crosses
         the bus when another service checks a resident (events does, for every registration)."""
-        return registry.membership(registry.find(resident_id))
+        return registry.membership(registry.find(self.store, resident_id))
 
     @rpc
     def move(self, resident_id: str, command: dict) -> None:
-        registry.move(self.vault, self.outbox, registry.find(resident_id), MoveResident().load(command))
+        registry.move(self.store, self.vault, self.outbox, registry.find(self.store, resident_id),
+                      MoveResident().load(command))
 
     @rpc
     def depart(self, resident_id: str, command: dict) -> None:
-        registry.depart(self.outbox, registry.find(resident_id), RecordDeparture().load(command))
+        registry.depart(self.store, self.outbox, registry.find(self.store, resident_id),
+                        RecordDeparture().load(command))
 
     @rpc
     def household(self, community_id: str, household_id: str) -> dict:
-        return registry.household(self.vault, community_id, household_id, with_pii=False, personal=False)
+        return registry.household(self.store, self.vault, community_id, household_id, with_pii=False, personal=False)
 
     @rpc
     def get_contact(self, resident_id: str, purpose: str) -> dict:
-        return registry.contact(self.vault, resident_id, purpose, self.caller, self.seal_for)
+        return registry.contact(self.store, self.vault, resident_id, purpose, self.caller, self.seal_for)
 
     @rpc
     def get_contacts(self, resident_ids: list, purpose: str) -> list:
         """``get_contact`` of many residents in one call (unknown ones left out), each answer sealed alike."""
-        return registry.contacts(self.vault, resident_ids, purpose, self.caller, self.seal_for)
+        return registry.contacts(self.store, self.vault, resident_ids, purpose, self.caller, self.seal_for)
 
     @rpc
     def get_for_partner(self, resident_id: str, partner_id: str, fields: list) -> dict:
         """Personal fields for a partner department's feed; see ``registry.partner_fields``."""
-        return registry.partner_fields(self.vault, resident_id, partner_id, fields, self.caller,
-                                        self.seal_for)
+        return registry.partner_fields(self.store, self.vault, resident_id, partner_id, fields, self.caller,
+                                       self.seal_for)
 
     @rpc
     def run_permit_reminders(self, today: str | None = None) -> int:
         day = date.fromisoformat(today) if today else self._today()
-        return reminders.send_permit_reminders(self.outbox, day)
+        return reminders.send_permit_reminders(self.store, self.outbox, day)
 
     @rpc
     def run_import(self, import_id: str) -> dict:
-        return imports.view(imports.run(self.vault, self.outbox, import_id))
+        return imports.view(imports.run(self.store, self.vault, self.outbox, import_id))
 
     @timer(interval=3600)
     def daily_permit_reminders(self):
-        reminders.run_daily(self.outbox, self._today())
+        reminders.run_daily(self.store, self.outbox, self._today())
 
     def _today(self) -> date:
         return registry.today_in(self.config.get("COMMUNITY_TIME_ZONE", "Asia/Shanghai"))
