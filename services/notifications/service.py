@@ -26,7 +26,7 @@ from services.common.messaging import fact_id, message_handler
 from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
 from services.common.sealing import OpenSealed
-from services.common.web import NotFound, api, load, load_query, read_json
+from services.common.web import NotFound, api
 from services.notifications import delivery, feed_store, rules, store
 from services.notifications.channels import Channels
 from services.notifications.compose import quiet_hours_from
@@ -139,7 +139,7 @@ class NotificationsService(ServiceBase, PartnerFeeds):
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    @api("GET", "/residents/<resident_id>/inbox", scope="notifications:read", query_schema=InboxQuery)
+    @api("GET", "/residents/<resident_id>/inbox", scope="notifications:read", query_schema=InboxQuery, query="the listing")
     def inbox(self, request, resident_id):
         self._require_resident_community(request, resident_id)
         return {"resident_id": resident_id, **self._inbox_page(request, resident_id)}
@@ -151,7 +151,7 @@ class NotificationsService(ServiceBase, PartnerFeeds):
             raise NotFound(f"no notification {notification_id} for resident {resident_id}")
         return {"id": notification_id, "read": True}
 
-    @api("GET", "/communities/<community_id>/inbox", scope="notifications:read", query_schema=InboxQuery)
+    @api("GET", "/communities/<community_id>/inbox", scope="notifications:read", query_schema=InboxQuery, query="the listing")
     def centre_inbox(self, request, community_id):
         request.principal.require_community(community_id)
         return {"community_id": community_id, **self._inbox_page(request, f"centre:{community_id}")}
@@ -163,17 +163,17 @@ class NotificationsService(ServiceBase, PartnerFeeds):
         return {"resident_id": resident_id, **{k: v for k, v in saved.items() if k != "_id"}}
 
     @api("PUT", "/residents/<resident_id>/preferences", scope="notifications:write",
-         request_schema=PreferencesSchema)
+         request_schema=PreferencesSchema, body="the preferences")
     def put_preferences(self, request, resident_id):
-        prefs = load(PreferencesSchema(), read_json(request), "the preferences")
+        prefs = request.body
         self._require_resident_community(request, resident_id)
         store.save_preferences(self.db, resident_id, prefs)
         return {"resident_id": resident_id, **prefs}
 
-    @api("POST", "/unsubscribe", query_schema=UnsubscribeQuery)
+    @api("POST", "/unsubscribe", query_schema=UnsubscribeQuery, query="the query")
     def unsubscribe(self, request):
         """One-click unsubscribe (RFC 8058): the signed token from the email is the authority."""
-        token = load_query(UnsubscribeQuery(), request)["token"]
+        token = request.query["token"]
         try:
             claims = jwt.decode(token, self.config["JWT_SECRET"], algorithms=["HS256"], audience=UNSUBSCRIBE_AUDIENCE)
         except jwt.PyJWTError:
@@ -330,7 +330,7 @@ class NotificationsService(ServiceBase, PartnerFeeds):
                                  retry_cap_s=float(c.get("DELIVERY_RETRY_CAP_SECONDS") or 3600))
 
     def _inbox_page(self, request, recipient: str) -> dict:
-        items, after = store.inbox(self.db, recipient, load_query(InboxQuery(), request, "the listing"))
+        items, after = store.inbox(self.db, recipient, request.query)
         return {"items": [_inbox_item(n, ds) for n, ds in items], "next": after}
 
     def _require_resident_community(self, request, resident_id):
