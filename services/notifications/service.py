@@ -63,70 +63,70 @@ class NotificationsService(ServiceBase, PartnerFeeds):
 
     # -- the service's view of residents --------------------------------------------
 
-    @message_handler("residents", RESIDENT_REGISTERED, batch=True)
+    @message_handler(RESIDENT_REGISTERED, batch=True)
     def on_resident_registered(self, envelopes):
         store.upsert_residents(self.db, [envelope.data for envelope in envelopes], session=self.db.session)
         self._create(rules.welcome(self._context(), envelopes))
 
-    @message_handler("residents", RESIDENT_UPDATED)
+    @message_handler(RESIDENT_UPDATED)
     def on_resident_updated(self, envelope):
         store.upsert_resident(self.db, envelope.data, session=self.db.session)
 
-    @message_handler("residents", RESIDENT_MOVED)
+    @message_handler(RESIDENT_MOVED)
     def on_resident_moved(self, envelope):
         store.upsert_resident(self.db, envelope.data, session=self.db.session)
 
-    @message_handler("residents", RESIDENT_DEPARTED)
+    @message_handler(RESIDENT_DEPARTED)
     def on_resident_departed(self, envelope):
         store.set_resident_status(self.db, envelope.data["resident_id"], "departed", session=self.db.session)
 
-    @message_handler("residents", RESIDENT_ERASED)
+    @message_handler(RESIDENT_ERASED)
     def on_resident_erased(self, envelope):
         store.set_resident_status(self.db, envelope.data["resident_id"], "erased", session=self.db.session)
 
-    @message_handler("residents", RESIDENT_PERMIT_EXPIRING)
+    @message_handler(RESIDENT_PERMIT_EXPIRING)
     def on_permit_expiring(self, envelope):
         self._create(rules.permit_expiring(self._context(), envelope))
 
     # -- events and registrations ------------------------------------------------------
 
-    @message_handler("events", EVENT_SCHEDULED)
+    @message_handler(EVENT_SCHEDULED)
     def on_event_scheduled(self, envelope):
         store.upsert_event(self.db, envelope.data, "scheduled", session=self.db.session)
         store.add_fan_out(self.db, rules.event_announced(self._context(), envelope), session=self.db.session)
 
-    @message_handler("events", EVENT_CHANGED)
+    @message_handler(EVENT_CHANGED)
     def on_event_changed(self, envelope):
         store.upsert_event(self.db, envelope.data, "scheduled", session=self.db.session)
         context = self._context()
         context.event_details.refresh([envelope.data["event_id"]])  # the venue may be new; the message has none
         self._create(rules.to_registrants("event_changed")(context, envelope))
 
-    @message_handler("events", EVENT_CANCELLED)
+    @message_handler(EVENT_CANCELLED)
     def on_event_cancelled(self, envelope):
         store.upsert_event(self.db, envelope.data, "cancelled", session=self.db.session)
         # Registrations ended by the cancellation may be recorded before it arrives.
         rule = rules.to_registrants("event_cancelled", (*store.HOLDING_REGISTRATION, "cancelled_with_event"))
         self._create(rule(self._context(), envelope))
 
-    @message_handler("events", EVENT_COMPLETED)
+    @message_handler(EVENT_COMPLETED)
     def on_event_completed(self, envelope):
         store.upsert_event(self.db, envelope.data, "completed", session=self.db.session)
 
-    @message_handler("events", REGISTRATION_CONFIRMED, batch=True)
+    @message_handler(REGISTRATION_CONFIRMED, batch=True)
     def on_registration_confirmed(self, envelopes):
         self._registrations(envelopes, "confirmed", rules.to_the_registrants("registration_confirmed"))
 
-    @message_handler("events", REGISTRATION_WAITLISTED, batch=True)
+    @message_handler(REGISTRATION_WAITLISTED, batch=True)
     def on_registration_waitlisted(self, envelopes):
         rule = rules.to_the_registrants("registration_waitlisted", "waitlist_position")
         self._registrations(envelopes, "waitlisted", rule)
 
-    @message_handler("events", REGISTRATION_PROMOTED, batch=True)
+    @message_handler(REGISTRATION_PROMOTED, batch=True)
     def on_registration_promoted(self, envelopes):
         self._registrations(envelopes, "offered", rules.to_the_registrants("registration_promoted", "confirm_by"))
 
-    @message_handler("events", REGISTRATION_CANCELLED, batch=True)
+    @message_handler(REGISTRATION_CANCELLED, batch=True)
     def on_registration_cancelled(self, envelopes):
         store.set_registrations(self.db, [
             (e.data, "cancelled_with_event" if e.data["reason"] == "event_cancelled" else "cancelled")

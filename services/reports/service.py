@@ -10,7 +10,7 @@ from nameko.rpc import rpc
 from nameko.timer import timer
 from pymongo.errors import DuplicateKeyError
 
-from contracts import COMMUNITY_ASSESSED
+from contracts import COMMUNITY_ASSESSED, registry
 from services.common.auth import ALL_COMMUNITIES
 from services.common.base import ServiceBase
 from services.common.messaging import fact_id
@@ -21,7 +21,8 @@ from services.common.web import api
 from services.reports import export_api, figures, history, scorecard
 from services.reports.gauges import BusinessGauges
 
-SOURCES = ("residents", "events", "notifications")
+# Every service that publishes on the bus but this one, as the contracts name their producers.
+SOURCES = registry.producers(besides="reports")
 
 
 class ReportsService(export_api.ReportExports, ServiceBase):
