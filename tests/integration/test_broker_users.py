@@ -12,16 +12,13 @@ import requests
 from pika.exceptions import ChannelClosedByBroker
 
 from platform_tools import broker_users
-from services.events.service import EventsService
-from services.notifications.service import NotificationsService
-from services.reports.service import ReportsService
-from services.residents.service import ResidentsService
+from platform_tools.contract_docs import service_classes
 from tests.conftest import RUN_ID, rabbitmqctl
 from tests.integration.test_broker_definitions import imported  # noqa: F401 - the deploy's topology first
 
 pytestmark = pytest.mark.integration
 ACCESS_REFUSED = 403
-SERVICES = (ResidentsService, EventsService, NotificationsService, ReportsService)
+SERVICES = tuple(service_classes().values())  # every service the platform discovers
 
 
 def test_the_checked_in_permissions_are_current():
