@@ -26,6 +26,7 @@ from services.common.messaging import fact_id, message_handler
 from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
 from services.common.sealing import OpenSealed
+from services.common.community_time import community_time_zone
 from services.common.web import NotFound, api
 from services.notifications import delivery, feed_store, rules, store
 from services.notifications.channels import Channels
@@ -308,7 +309,7 @@ class NotificationsService(ServiceBase, PartnerFeeds):
         self.outbox.stage_many(session, messages)
 
     def _time_zone(self) -> str:
-        return self.config.get("COMMUNITY_TIME_ZONE") or "Asia/Shanghai"
+        return community_time_zone(self.config)
 
     def _addresses_for(self, claimed_batch: list[dict]):
         """The addresses of a batch of deliveries: one RPC for its residents' contacts (sealed for this service)."""

@@ -3,7 +3,7 @@
 One consumer keeps every message the other services publish (``history``)
 and moves the projections with it; reads come from the projections only.
 """
-from datetime import date, datetime
+from datetime import date
 
 from nameko.dependency_providers import Config
 from nameko.rpc import rpc
@@ -17,6 +17,7 @@ from services.common.messaging import fact_id
 from services.common.multi_source import every_message_handler
 from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
+from services.common.community_time import community_today, community_zone
 from services.common.web import api
 from services.reports import export_api, figures, history, scorecard
 from services.reports.gauges import BusinessGauges
@@ -35,7 +36,7 @@ class ReportsService(export_api.ReportExports, ServiceBase):
 
     @every_message_handler(SOURCES, batch=True)
     def on_message(self, envelopes):
-        history.record(self.db, envelopes, self.db.session)
+        history.record(self.db, envelopes, self.db.session, community_zone(self.config))
 
     # -- HTTP ------------------------------------------------------------------------
 
@@ -110,7 +111,7 @@ class ReportsService(export_api.ReportExports, ServiceBase):
 
     @rpc
     def rebuild(self) -> dict:
-        return history.rebuild(self.db, self.db.client,
+        return history.rebuild(self.db, self.db.client, community_zone(self.config),
                                grace_s=float(self.config.get("REBUILD_GRACE_SECONDS", 2)))
 
     @timer(interval=3600)
@@ -141,6 +142,4 @@ class ReportsService(export_api.ReportExports, ServiceBase):
         return len(ranking)
 
     def _today(self) -> date:
-        from zoneinfo import ZoneInfo
-
-        return datetime.now(ZoneInfo(self.config.get("COMMUNITY_TIME_ZONE") or "Asia/Shanghai")).date()
+        return community_today(self.config)

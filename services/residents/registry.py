@@ -361,7 +361,3 @@ def partner_fields(vault: Vault, resident_id: str, partner_id: str, fields: list
             **seal_for(PARTNER_FEED_PURPOSE, {f: full[f] for f in fields})}
 
 
-def today_in(time_zone: str) -> date:
-    from zoneinfo import ZoneInfo
-
-    return datetime.now(ZoneInfo(time_zone)).date()

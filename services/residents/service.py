@@ -22,6 +22,7 @@ from services.common.ingest_entrypoints import IngestDoor, ingest_handler, unrou
 from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
 from services.common.sealing import SealForReader
+from services.common.community_time import community_today
 from services.common.web import ApiError, NotFound, ValidationFailed, api
 from services.residents import identity, imports, ingest, migrations, registry, reminders
 from services.residents.documents import ALL_DOCUMENTS, ImportJob
@@ -221,4 +222,4 @@ class ResidentsService(ServiceBase):
         reminders.run_daily(self.outbox, self._today())
 
     def _today(self) -> date:
-        return registry.today_in(self.config.get("COMMUNITY_TIME_ZONE", "Asia/Shanghai"))
+        return community_today(self.config)
