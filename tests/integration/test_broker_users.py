@@ -3,7 +3,6 @@ the platform works end to end, and a user cannot read another service's queue or
 import os
 import re
 import secrets
-import time
 from unittest import mock
 
 import pika
