@@ -95,7 +95,7 @@ _REGISTRATION = {"registration_id": "6b0880aa1c2d3e4f50617299", "event_id": _EVE
 
 
 def _register(name, schema, description, example):
-    return registry.define(name, 1, schema, description, example)
+    return registry.define(name, 1, schema, description, example, producer="events")
 
 
 EVENT_SCHEDULED = _register("event.scheduled", EventScheduledV1,

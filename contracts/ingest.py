@@ -16,7 +16,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from contracts.envelope import EnvelopeSchema
 from contracts.events import AUDIENCES, CATEGORIES
-from contracts.registry import registry
+from contracts.registry import INGEST_DOOR, OUTSIDE, registry
 
 # A body larger than this is refused (413 over HTTP) before it is parsed.
 MAX_INGEST_BYTES = 64 * 1024
@@ -101,6 +101,7 @@ RESIDENT_FORM_SUBMITTED = registry.define(
                 "人员标签": "老年人;党员", "同意短信通知": "是"},
         "form_reference": "grid-system:2026-11:tongzilin-03:0112",
     },
+    producer=OUTSIDE,
 )
 
 EVENT_PROPOSED = registry.define(
@@ -120,6 +121,7 @@ EVENT_PROPOSED = registry.define(
         "audience": "any_community",
         "proposal_reference": "kiosk-7:proposal-0042",
     },
+    producer=OUTSIDE,
 )
 
 INGEST_ACCEPTED = registry.define(
@@ -134,6 +136,7 @@ INGEST_ACCEPTED = registry.define(
         "resident_id": "6f1c2b0e8a4d4c5e9b7a1d2e",
         "event_id": None,
     },
+    producer=INGEST_DOOR,
 )
 
 # The types outside publishers may send; anything else on linli.ingest is rejected.

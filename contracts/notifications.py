@@ -24,4 +24,5 @@ NOTIFICATION_OUTCOMES = registry.define(
     "(published per batch; for the committee's figures).",
     {"community_id": "tongzilin", "kind": "event_announced", "channel": "inapp", "outcome": "sent",
      "count": 1200, "in_own_language": 1130, "occurred_on": "2026-12-01"},
+    producer="notifications",
 )

@@ -1,4 +1,9 @@
-"""The registry of message types: name + version -> marshmallow schema."""
+"""The registry of message types: name + version -> marshmallow schema, and who produces each.
+
+A type's ``producer`` is the service whose exchange (``<producer>.events``) carries it, so a consumer
+names the type and the platform knows where it comes from; ``OUTSIDE`` (systems of the city, on the
+ingest door) and ``INGEST_DOOR`` (the door's reply to its sender) are not on the platform's bus.
+"""
 from __future__ import annotations
 
 import functools
@@ -7,6 +12,11 @@ from datetime import date, datetime
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError
+
+
+OUTSIDE = "outside"
+INGEST_DOOR = "ingest-door"
+NOT_ON_THE_BUS = frozenset({OUTSIDE, INGEST_DOOR})
 
 
 class ContractError(Exception):
@@ -38,6 +48,12 @@ class MessageType:
     schema: type[Schema]
     description: str
     example: dict[str, Any] = field(default_factory=dict)
+    producer: str = ""
+
+    @property
+    def on_the_bus(self) -> bool:
+        """Whether a service publishes it on its exchange, ``<producer>.events``."""
+        return bool(self.producer) and self.producer not in NOT_ON_THE_BUS
 
     def __str__(self) -> str:
         return self.name
@@ -101,9 +117,15 @@ class Registry:
         self._types[message_type.key] = message_type
         return message_type
 
-    def define(self, name: str, version: int, schema: type[Schema], description: str, example: dict) -> MessageType:
+    def define(self, name: str, version: int, schema: type[Schema], description: str, example: dict, *,
+               producer: str) -> MessageType:
         """Register one version of a message type; the contracts modules' one way to declare it."""
-        return self.register(MessageType(name, version, schema, description, example))
+        return self.register(MessageType(name, version, schema, description, example, producer))
+
+    def producers(self, *, besides: str | None = None) -> tuple[str, ...]:
+        """The services that publish on the bus (every producer but ``OUTSIDE`` and ``INGEST_DOOR``),
+        by name, ``besides`` left out: where a consumer of everything binds."""
+        return tuple(sorted({t.producer for t in self if t.on_the_bus} - {besides}))
 
     def get(self, name: str, version: int | None = None) -> MessageType:
         if version is None:

@@ -29,4 +29,5 @@ COMMUNITY_ASSESSED = registry.define(
      "criteria": [{"name": "events_per_month", "value": 9, "target": 8, "weight": 25, "points": 25},
                   {"name": "satisfaction_9_plus", "value": 0.62, "target": 0.8, "weight": 25, "points": 19.4}],
      "demonstration": True},
+    producer="reports",
 )

@@ -3,6 +3,8 @@
 They carry identifiers and categories only: no names, phone numbers or
 document numbers. Whoever needs contact details asks the residents service.
 """
+from functools import partial
+
 from marshmallow import Schema, fields, validate
 
 from contracts.registry import registry
@@ -95,7 +97,10 @@ class ResidentImportCompletedV1(Schema):
     rejected = fields.Integer(required=True)
 
 
-RESIDENT_REGISTERED = registry.define(
+# Every type below is published by the residents service.
+_define = partial(registry.define, producer="residents")
+
+RESIDENT_REGISTERED = _define(
     "resident.registered",
     1,
     ResidentRegisteredV1,
@@ -113,7 +118,7 @@ RESIDENT_REGISTERED = registry.define(
     },
 )
 
-RESIDENT_UPDATED = registry.define(
+RESIDENT_UPDATED = _define(
     "resident.updated",
     1,
     ResidentUpdatedV1,
@@ -126,7 +131,7 @@ RESIDENT_UPDATED = registry.define(
     },
 )
 
-RESIDENT_MOVED = registry.define(
+RESIDENT_MOVED = _define(
     "resident.moved",
     1,
     ResidentMovedV1,
@@ -141,7 +146,7 @@ RESIDENT_MOVED = registry.define(
     },
 )
 
-RESIDENT_DEPARTED = registry.define(
+RESIDENT_DEPARTED = _define(
     "resident.departed",
     1,
     ResidentDepartedV1,
@@ -155,7 +160,7 @@ RESIDENT_DEPARTED = registry.define(
     },
 )
 
-RESIDENT_PERMIT_EXPIRING = registry.define(
+RESIDENT_PERMIT_EXPIRING = _define(
     "resident.permit_expiring",
     1,
     ResidentPermitExpiringV1,
@@ -170,7 +175,7 @@ RESIDENT_PERMIT_EXPIRING = registry.define(
     },
 )
 
-RESIDENT_ERASED = registry.define(
+RESIDENT_ERASED = _define(
     "resident.erased",
     1,
     ResidentErasedV1,
@@ -178,7 +183,7 @@ RESIDENT_ERASED = registry.define(
     {"resident_id": "6f1c2b0e8a4d4c5e9b7a1d2e3f405162", "community_id": "tongzilin", "erased_on": "2026-11-20"},
 )
 
-RESIDENT_IMPORT_COMPLETED = registry.define(
+RESIDENT_IMPORT_COMPLETED = _define(
     "resident.import_completed",
     1,
     ResidentImportCompletedV1,

@@ -1,8 +1,8 @@
 """Writing and checking the generated contract documents (``make contracts``, ``make contracts-check``).
 
-Who publishes a message type is read from the services' code (every
-``publish(<TYPE>, ...)`` call), who consumes it from their message-handler
-entrypoints, so the AsyncAPI document describes what the code does.
+Who publishes a message type is its contract's ``producer``, checked against the services' code (every
+``publish(<TYPE>, ...)`` call, see ``producers_disagreeing``); who consumes it is read from their
+message-handler entrypoints, so the AsyncAPI document describes what the code does.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import yaml
 
 import contracts
 from contracts import compat, documents
-from contracts.registry import MessageType, registry
+from contracts.registry import OUTSIDE, MessageType, registry
 from platform_tools.platform import SERVICES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,14 +90,25 @@ def consumed(service_cls) -> list[tuple[str, MessageType | None, str]]:
     return found
 
 
-OUTSIDE = "outside"
+
+def producers_disagreeing() -> list[str]:
+    """Where the code and the contracts' ``producer`` disagree: a service publishing a type its contract
+    gives to another, or a service not publishing (the latest version of) a type its contract gives it."""
+    problems = []
+    for service in service_classes():
+        published = {mt.key for mt in published_types(service)}
+        promised = {registry.get(mt.name).key for mt in registry if mt.producer == service}
+        problems += [f"services/{service} publishes {name} v{version}, whose contract names another producer"
+                     for name, version in sorted(published - promised)]
+        problems += [f"the contract of {name} v{version} names {service} its producer, which does not publish it"
+                     for name, version in sorted(promised - published)]
+    return problems
 
 
 def routes() -> list[documents.Route]:
     from contracts.ingest import INGEST_TYPES
 
-    classes = service_classes()
-    consumers = {service: consumed(cls) for service, cls in classes.items()}
+    consumers = {service: consumed(cls) for service, cls in service_classes().items()}
     result = []
     for name in sorted(INGEST_TYPES):
         mt = registry.get(name)
@@ -105,12 +116,12 @@ def routes() -> list[documents.Route]:
                               for source, handled_type, queue in handled
                               if source == OUTSIDE and handled_type is not None and handled_type.name == name))
         result.append(documents.Route(mt, "linli.ingest", "outside-systems", queues))
-    for publisher in classes:
-        for mt in published_types(publisher):
+    for mt in registry:
+        if mt.on_the_bus:
             queues = tuple(sorted((service, queue) for service, handled in consumers.items()
                                   for source, handled_type, queue in handled
-                                  if source == publisher and (handled_type is None or handled_type.name == mt.name)))
-            result.append(documents.Route(mt, f"{publisher}.events", publisher, queues))
+                                  if source == mt.producer and (handled_type is None or handled_type.name == mt.name)))
+            result.append(documents.Route(mt, f"{mt.producer}.events", mt.producer, queues))
     return result
 
 
@@ -182,6 +193,10 @@ def write() -> int:
 
 
 def check(released: Path = RELEASED, current: Path = SCHEMAS) -> int:
+    for problem in producers_disagreeing():
+        print(f"PRODUCER: {problem}", file=sys.stderr)
+    if producers_disagreeing():
+        return 1
     problems = compat.check_directory(released, current)
     for problem in problems:
         print(f"BREAKING: {problem}", file=sys.stderr)

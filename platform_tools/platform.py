@@ -15,7 +15,9 @@ configured port + 100 × (n − 1) (residents on 8001, 8101, 8201 by default), i
 """
 from __future__ import annotations
 
+import ast
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -33,13 +35,6 @@ from services.common.secrets import local_secret
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-# (service, default HTTP port, service class)
-SERVICES = (
-    ("residents", 8001, "ResidentsService"),
-    ("events", 8002, "EventsService"),
-    ("notifications", 8003, "NotificationsService"),
-    ("reports", 8004, "ReportsService"),
-)
 DEFAULT_MONGO_PORT = 27117
 INSTANCE_PORT_STEP = 100
 # nameko's CLI imports pkg_resources (hence setuptools<81): its deprecation warning, printed
@@ -51,6 +46,33 @@ STOP_TIMEOUT_S = 20
 
 class PlatformError(Exception):
     pass
+
+
+def discover_services(root: Path = ROOT) -> tuple[tuple[str, int, str], ...]:
+    """``(service, default HTTP port, service class)`` of every ``services/<name>/`` with a ``service.py``,
+    in the order of their ports: the port from ``config.yaml``'s ``WEB_SERVER_ADDRESS`` default, the class
+    the one in ``service.py`` whose ``name`` is the folder's. Read, not imported: starting the platform
+    imports no service."""
+    found = []
+    for module in sorted((root / "services").glob("*/service.py")):
+        name = module.parent.name
+        config = (module.parent / "config.yaml").read_text(encoding="utf-8")
+        address = re.search(r"^WEB_SERVER_ADDRESS:\s*\$\{[A-Z_]+:[^:}]+:(\d+)\}", config, re.MULTILINE)
+        classes = [node.name for node in ast.parse(module.read_text(encoding="utf-8")).body
+                   if isinstance(node, ast.ClassDef) and _names_itself(node, name)]
+        if address is None or len(classes) != 1:
+            raise PlatformError(f"services/{name}: needs WEB_SERVER_ADDRESS: ${{LINLI_{name.upper()}_HTTP:host:port}} "
+                                f"in config.yaml and one class with name = {name!r} in service.py")
+        found.append((name, int(address.group(1)), classes[0]))
+    return tuple(sorted(found, key=lambda service: service[1]))
+
+
+def _names_itself(node: ast.ClassDef, name: str) -> bool:
+    return any(isinstance(item, ast.Assign) and [getattr(t, "id", None) for t in item.targets] == ["name"]
+               and isinstance(item.value, ast.Constant) and item.value.value == name for item in node.body)
+
+
+SERVICES = discover_services()
 
 
 @dataclass

@@ -4,10 +4,11 @@ from datetime import datetime, timezone
 
 
 def until(check, what: str = "the condition", timeout_s: float = 60, interval_s: float = 0.05):
-    """Call ``check`` until it returns something truthy, and return that; fail after ``timeout_s``."""
+    """Call ``check`` until it returns something truthy, and return that; after ``timeout_s`` an
+    AssertionError names ``what`` and the last value ``check`` returned."""
     deadline = time.monotonic() + timeout_s
     while not (result := check()):
-        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}; last: {result!r}"[:2000]
         time.sleep(interval_s)  # green under eventlet's monkey patching
     return result
 

@@ -1,7 +1,7 @@
 """Handling contract messages on nameko's events machinery (services publish through
 ``services.common.outbox``, which validates against the contract before anything is stored).
 
-``message_handler(source_service, message_type)`` decorates a service method
+``message_handler(message_type)`` decorates a service method
 that receives an ``Envelope``. It refuses envelopes that break the contract,
 runs the method exactly once per envelope ``id`` (the effect and the
 "processed" record commit together, see ``mongo.Database.exactly_once``), and
@@ -307,9 +307,10 @@ def _handled_exactly_once(method, batch: bool):
     return handle_once
 
 
-def message_handler(source_service: str, message_type: MessageType, *, batch: bool = False,
-                    max_batch: int = 200, max_wait_s: float = 0.02, **kwargs):
-    """Decorate a handler of ``message_type`` from ``source_service``.
+def message_handler(message_type: MessageType, *, batch: bool = False, max_batch: int = 200,
+                    max_wait_s: float = 0.02, source: str | None = None, **kwargs):
+    """Decorate a handler of ``message_type``, from the service its contract names as its producer
+    (``source``: another, for a test's stand-in producer).
 
     ``method(self, envelope)`` by default; with ``batch=True``,
     ``method(self, envelopes)`` receives up to ``max_batch`` at once. Either
@@ -317,6 +318,10 @@ def message_handler(source_service: str, message_type: MessageType, *, batch: bo
     service's ``MongoDatabase`` (``session=self.db.session``) commit together
     with the record that the envelopes were processed.
     """
+
+    source_service = source or message_type.producer
+    if source is None and not message_type.on_the_bus:
+        raise ContractError(f"{message_type.name} is not published on the bus (producer {message_type.producer!r})")
 
     def decorate(method):
         return MessageHandler.decorator(

@@ -4,6 +4,10 @@
 the token is checked (401/403) before a worker is spawned, a handler returns
 a dict (or ``(status, dict)``) that is sent as JSON, and an ``ApiError`` is
 turned into ``{"error": code, "message": text, "details": {...}}``.
+``api(..., request_schema=X, body="the partner")`` names the body's schema once: the route reads
+``request.body``, the JSON body loaded through ``X`` (a 400 saying "the partner is not valid" and every
+bad field, raised where the route first reads it, so a route that checks access first still does);
+``query_schema=Q, query="the listing"`` does the same for ``request.query``.
 Anything unexpected is a 500 whose body says nothing internal. Every response
 carries ``X-Correlation-Id``: the caller's, or one made up for the request (see
 ``services.common.logs``), which the request's worker passes on.
@@ -13,14 +17,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from functools import partial
+from functools import cached_property, partial
 
 from eventlet.event import Event
-from marshmallow import ValidationError, fields
+from marshmallow import Schema, ValidationError, fields
 from nameko.web.handlers import HttpRequestHandler
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 from werkzeug.exceptions import HTTPException
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
 
 from services.common.auth import AuthError, principal_from_header
 from services.common.inputs import paths, unstorable_text
@@ -100,11 +104,39 @@ def load_query(schema, request, what: str = "the query") -> dict:
     return load(schema, args, what)
 
 
+class ApiRequest(Request):
+    """The request a route is handed: ``body`` and ``query`` are loaded through the schemas its ``api``
+    names, when the route first reads them (in the worker, so a 400 is logged and counted as the route's)."""
+
+    api_endpoint: "ApiEndpoint"
+
+    @cached_property
+    def body(self) -> dict:
+        endpoint = self.api_endpoint
+        if endpoint.body is None:
+            raise TypeError(f"{endpoint.method_name}: request.body needs api(..., request_schema=..., body=...)")
+        return load(endpoint.request_schema(), read_json(self), endpoint.body)
+
+    @cached_property
+    def query(self) -> dict:
+        endpoint = self.api_endpoint
+        if endpoint.query is None:
+            raise TypeError(f"{endpoint.method_name}: request.query needs api(..., query_schema=..., query=...)")
+        return load_query(endpoint.query_schema(), self, endpoint.query)
+
+
 class ApiEndpoint(HttpRequestHandler):
-    def __init__(self, method, url, scope: str | None = None, *, request_schema=None, query_schema=None, **kwargs):
+    def __init__(self, method, url, scope: str | None = None, *, request_schema=None, query_schema=None,
+                 body: str | None = None, query: str | None = None, **kwargs):
+        """``body`` / ``query``: what the loaded input is called in its 400 ("the partner"); given, the
+        route reads ``request.body`` / ``request.query``. Without them the schemas only describe the route
+        (services.common.openapi), e.g. a body that is not JSON or one another door loads."""
+        for noun, schema, what in ((body, request_schema, "request_schema"), (query, query_schema, "query_schema")):
+            if noun is not None and not (isinstance(schema, type) and issubclass(schema, Schema)):
+                raise TypeError(f"api({method!r}, {url!r}): a {what} class is needed to load the input")
         self.scope = scope
-        # What the handler loads its body / query string with: only described (services.common.openapi).
         self.request_schema, self.query_schema = request_schema, query_schema
+        self.body, self.query = body, query
         # The caller's mistakes are logged as warnings, not as our errors.
         kwargs.setdefault("expected_exceptions", (ApiError, AuthError, HTTPException))
         super().__init__(method, url, **kwargs)
@@ -132,6 +164,8 @@ class ApiEndpoint(HttpRequestHandler):
     def _respond(self, request, correlation_id: str) -> tuple[Response, bool]:
         """The response, and whether a worker made it. nameko's ``handle_request`` with the correlation
         id in the worker's context data, whence RPC calls, envelopes and the outbox take it."""
+        # nameko's WsgiApp makes a plain werkzeug Request; the route's is one that loads its inputs.
+        request.__class__, request.api_endpoint = ApiRequest, self
         request.max_content_length = MAX_BODY_BYTES
         # max_content_length bites only when a handler reads the body; a route that
         # ignores its body must refuse an oversized one too.

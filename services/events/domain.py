@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from contracts.events import AUDIENCES, CATEGORIES
+from services.common.community_time import DEFAULT_TIME_ZONE
 from services.common.inputs import TimeZone
 
-DEFAULT_TIME_ZONE = "Asia/Shanghai"
 ORGANISERS = ("neighbourhood_centre", "party_mass_service_centre", "foreign_resident_service_centre",
               "social_organisation")
 MAX_OCCURRENCES = 52

@@ -21,7 +21,7 @@ from services.common.base import ServiceBase
 from services.common.ingest_entrypoints import ingest_handler
 from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
-from services.common.web import ApiError, NotFound, ValidationFailed, api, load, load_query, read_json
+from services.common.web import ApiError, NotFound, ValidationFailed, api
 from services.events import calendar, domain, ingest, registrations
 from services.events.documents import ALL_DOCUMENTS
 from services.events.store import EventsStore
@@ -79,9 +79,9 @@ class EventsService(ServiceBase):
 
     # -- events ---------------------------------------------------------------
 
-    @api("POST", "/events", scope="events:write", request_schema=domain.CreateEvent)
+    @api("POST", "/events", scope="events:write", request_schema=domain.CreateEvent, body="the event")
     def create_over_http(self, request):
-        command = load(domain.CreateEvent(), read_json(request), "the event")
+        command = request.body
         request.principal.require_community(command["community_id"])
         return 201, {"ids": calendar.create(self.store, command)}
 
@@ -91,16 +91,16 @@ class EventsService(ServiceBase):
         return {**calendar.view(event, request.args.get("lang", "zh-CN")),
                 "feedback": registrations.feedback_summary(self.store, event)}
 
-    @api("GET", "/events", scope="events:read", query_schema=calendar.ListEvents)
+    @api("GET", "/events", scope="events:read", query_schema=calendar.ListEvents, query="the listing")
     def list_over_http(self, request):
-        query = load_query(calendar.ListEvents(), request, "the listing")
+        query = request.query
         request.principal.require_community(query["community_id"])
         return calendar.listing(self.store, query)
 
     @api("PATCH", "/events/<event_id>", scope="events:write",
-         request_schema=domain.ChangeEvent)
+         request_schema=domain.ChangeEvent, body="the change")
     def change_over_http(self, request, event_id):
-        changes = load(domain.ChangeEvent(), read_json(request), "the change")
+        changes = request.body
         event = self._visible(request, event_id)
         changed = _rules(lambda: self._stored(self._change, event.id, changes))
         return {"id": event_id, "changed_fields": changed}
@@ -117,9 +117,9 @@ class EventsService(ServiceBase):
     # -- registrations --------------------------------------------------------
 
     @api("POST", "/events/<event_id>/registrations", scope="events:write",
-         request_schema=RegistrationRequest)
+         request_schema=RegistrationRequest, body="the registration")
     def register_over_http(self, request, event_id):
-        body = load(RegistrationRequest(), read_json(request), "the registration")
+        body = request.body
         self._require_visible(request, event_id)
         return 201, _rules(lambda: self._register(event_id, self._resident(body["resident_id"])))
 
@@ -149,9 +149,9 @@ class EventsService(ServiceBase):
         return Response(checkin_qr_png(event_id, registration.code), mimetype="image/png")
 
     @api("POST", "/events/<event_id>/check-ins", scope="events:write",
-         request_schema=CheckIn)
+         request_schema=CheckIn, body="the check-in")
     def check_in_over_http(self, request, event_id):
-        body = load(CheckIn(), read_json(request), "the check-in")
+        body = request.body
         if ("resident_id" in body) == ("code" in body):
             raise ValidationFailed("check in by resident_id or by code, one of them",
                                    {"fields": {"resident_id": ["give this or code"]}})
@@ -162,9 +162,9 @@ class EventsService(ServiceBase):
         return registrations.view(self.store, registration)
 
     @api("POST", "/events/<event_id>/feedback", scope="events:write",
-         request_schema=Rating)
+         request_schema=Rating, body="the feedback")
     def rate_over_http(self, request, event_id):
-        body = load(Rating(), read_json(request), "the feedback")
+        body = request.body
         event = self._visible(request, event_id)
         _rules(lambda: self._stored(registrations.rate, event, body["resident_id"], body["rating"], body["comment"]))
         return 201, registrations.feedback_summary(self.store, event)

@@ -18,6 +18,8 @@ from babel.dates import format_date, format_datetime, format_time
 from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, pass_context
 
+from services.common.community_time import DEFAULT_TIME_ZONE
+
 TEMPLATES = Path(__file__).parent / "templates"
 FALLBACK_LANGUAGES = ("en", "zh-CN")
 
@@ -35,7 +37,7 @@ def _locale(context) -> Locale:
 
 
 def _zone(context) -> ZoneInfo:
-    return ZoneInfo(context.get("time_zone") or "Asia/Shanghai")
+    return ZoneInfo(context.get("time_zone") or DEFAULT_TIME_ZONE)
 
 
 def _as_datetime(value) -> datetime:

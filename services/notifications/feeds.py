@@ -29,9 +29,9 @@ MAX_SEQUENCE = 2 ** 63 - 1
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _DELIVERY_CURSOR = re.compile(r"[0-9]{8}T[0-9]{12}-[0-9a-f]{32}")
 
-# Which service publishes each type a partner may receive, so the feed consumer binds the right exchange.
-SOURCES_BY_PREFIX = {"resident": "residents", "event": "events", "registration": "events",
-                     "attendance": "events", "feedback": "events"}
+# Whose facts a partner may subscribe to: what happens to residents and at events (not the platform's own
+# counts and assessments). Every type these services publish is offered, from the exchange its contract names.
+PARTNER_FEED_PRODUCERS = frozenset({"residents", "events"})
 
 
 class FeedRuleError(Exception):
@@ -63,15 +63,15 @@ class BadFeedQuery(FeedRuleError):
     status = 400
 
 
-def partner_feed_types() -> list[tuple[str, object]]:
-    """Every ``(source_service, MessageType)`` a partner may subscribe to (latest version of each)."""
+def partner_feed_types(types=registry) -> list[tuple[str, object]]:
+    """Every ``(producer, MessageType)`` a partner may subscribe to (latest version of each)."""
     latest = {}
-    for message_type in registry:
-        if message_type.name.split(".")[0] in SOURCES_BY_PREFIX:
+    for message_type in types:
+        if message_type.on_the_bus and message_type.producer in PARTNER_FEED_PRODUCERS:
             current = latest.get(message_type.name)
             if current is None or message_type.version > current.version:
                 latest[message_type.name] = message_type
-    return [(SOURCES_BY_PREFIX[name.split(".")[0]], latest[name]) for name in sorted(latest)]
+    return [(latest[name].producer, latest[name]) for name in sorted(latest)]
 
 
 def expand_types(patterns) -> set[str]:

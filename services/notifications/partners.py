@@ -18,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.common.auth import Forbidden, principal_from_header
 from services.common.timers import configured_timer
-from services.common.web import ApiError, Conflict, NotFound, api, load, read_json
+from services.common.web import ApiError, Conflict, NotFound, api, load
 from services.notifications import feed_delivery, feed_store, feeds, webhooks
 from services.notifications.broker_admin import BrokerAdminError, PartnerBroker
 from services.notifications.feed_recording import feed_recorder
@@ -125,10 +125,9 @@ class PartnerFeeds:
 
     # -- partners and subscriptions ------------------------------------------
 
-    @api("POST", "/partners", scope=ADMIN_SCOPE, request_schema=RegisterPartner)
+    @api("POST", "/partners", scope=ADMIN_SCOPE, request_schema=RegisterPartner, body="the partner")
     def register_partner_over_http(self, request):
-        command = load(RegisterPartner(), read_json(request), "the partner")
-        return 201, self.register_partner_now(command, authorise=partial(_require_may_grant, request.principal))
+        return 201, self.register_partner_now(request.body, authorise=partial(_require_may_grant, request.principal))
 
     @rpc
     def register_partner(self, partner: dict) -> dict:
@@ -161,10 +160,10 @@ class PartnerFeeds:
                 "subscriptions": [_subscription_view(s) for s in feed_store.subscriptions_of(self.db, partner_id)]}
 
     @api("POST", "/partners/<partner_id>/subscriptions", scope=ADMIN_SCOPE,
-         request_schema=Subscribe)
+         request_schema=Subscribe, body="the subscription")
     def subscribe_over_http(self, request, partner_id):
         self._partner(partner_id, request.principal)
-        return 201, self.subscribe_now(partner_id, load(Subscribe(), read_json(request), "the subscription"))
+        return 201, self.subscribe_now(partner_id, request.body)
 
     @rpc
     def subscribe(self, partner_id: str, subscription: dict) -> dict:
@@ -236,10 +235,10 @@ class PartnerFeeds:
 
     # -- operating the feed --------------------------------------------------
 
-    @api("POST", "/partners/<partner_id>/replay", scope=ADMIN_SCOPE, request_schema=Replay)
+    @api("POST", "/partners/<partner_id>/replay", scope=ADMIN_SCOPE, request_schema=Replay, body="the replay")
     def replay_over_http(self, request, partner_id):
         self._partner(partner_id, request.principal)
-        since = load(Replay(), read_json(request), "the replay")["since"]
+        since = request.body["since"]
         return 202, {"partner_id": partner_id, "since": since.isoformat(),
                      "deliveries": feed_store.replay(self.db, partner_id, since)}
 

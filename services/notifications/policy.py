@@ -13,6 +13,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from contracts.events import CATEGORIES as EVENT_CATEGORIES
+from services.common.community_time import DEFAULT_TIME_ZONE
 
 PUSH_CHANNELS = ("email", "sms")
 CHANNELS = ("inapp", *PUSH_CHANNELS)
@@ -62,7 +63,7 @@ DEFAULT_QUIET_HOURS = QuietHours(time(22, 0), time(8, 0))
 class Preferences:
     """A resident's choices; the defaults are what a resident who chose nothing gets."""
 
-    time_zone: str = "Asia/Shanghai"
+    time_zone: str = DEFAULT_TIME_ZONE
     opt_outs: frozenset = field(default_factory=frozenset)  # {(category, channel or "*")}
     quiet_hours: QuietHours | None = DEFAULT_QUIET_HOURS
     digest: bool = False

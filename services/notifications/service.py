@@ -25,7 +25,8 @@ from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
 from services.common.races import retried
 from services.common.sealing import OpenSealed
-from services.common.web import NotFound, api, load, load_query, read_json
+from services.common.community_time import community_time_zone
+from services.common.web import NotFound, api
 from services.notifications import delivery, fan_outs, feed_store, rules, store
 from services.notifications.channels import Channels
 from services.notifications.compose import quiet_hours_from
@@ -61,70 +62,70 @@ class NotificationsService(ServiceBase, PartnerFeeds):
 
     # -- the service's view of residents --------------------------------------------
 
-    @message_handler("residents", RESIDENT_REGISTERED, batch=True)
+    @message_handler(RESIDENT_REGISTERED, batch=True)
     def on_resident_registered(self, envelopes):
         store.upsert_residents(self.db, [envelope.data for envelope in envelopes], session=self.db.session)
         self._create(rules.welcome(self._context(), envelopes))
 
-    @message_handler("residents", RESIDENT_UPDATED)
+    @message_handler(RESIDENT_UPDATED)
     def on_resident_updated(self, envelope):
         store.upsert_resident(self.db, envelope.data, session=self.db.session)
 
-    @message_handler("residents", RESIDENT_MOVED)
+    @message_handler(RESIDENT_MOVED)
     def on_resident_moved(self, envelope):
         store.upsert_resident(self.db, envelope.data, session=self.db.session)
 
-    @message_handler("residents", RESIDENT_DEPARTED)
+    @message_handler(RESIDENT_DEPARTED)
     def on_resident_departed(self, envelope):
         store.set_resident_status(self.db, envelope.data["resident_id"], "departed", session=self.db.session)
 
-    @message_handler("residents", RESIDENT_ERASED)
+    @message_handler(RESIDENT_ERASED)
     def on_resident_erased(self, envelope):
         store.set_resident_status(self.db, envelope.data["resident_id"], "erased", session=self.db.session)
 
-    @message_handler("residents", RESIDENT_PERMIT_EXPIRING)
+    @message_handler(RESIDENT_PERMIT_EXPIRING)
     def on_permit_expiring(self, envelope):
         self._create(rules.permit_expiring(self._context(), envelope))
 
     # -- events and registrations ------------------------------------------------------
 
-    @message_handler("events", EVENT_SCHEDULED)
+    @message_handler(EVENT_SCHEDULED)
     def on_event_scheduled(self, envelope):
         store.upsert_event(self.db, envelope.data, "scheduled", session=self.db.session)
         store.add_fan_out(self.db, rules.event_announced(self._context(), envelope), session=self.db.session)
 
-    @message_handler("events", EVENT_CHANGED)
+    @message_handler(EVENT_CHANGED)
     def on_event_changed(self, envelope):
         store.upsert_event(self.db, envelope.data, "scheduled", session=self.db.session)
         context = self._context()
         context.event_details.refresh([envelope.data["event_id"]])  # the venue may be new; the message has none
         self._create(rules.to_registrants("event_changed")(context, envelope))
 
-    @message_handler("events", EVENT_CANCELLED)
+    @message_handler(EVENT_CANCELLED)
     def on_event_cancelled(self, envelope):
         store.upsert_event(self.db, envelope.data, "cancelled", session=self.db.session)
         # Registrations ended by the cancellation may be recorded before it arrives.
         rule = rules.to_registrants("event_cancelled", (*store.HOLDING_REGISTRATION, "cancelled_with_event"))
         self._create(rule(self._context(), envelope))
 
-    @message_handler("events", EVENT_COMPLETED)
+    @message_handler(EVENT_COMPLETED)
     def on_event_completed(self, envelope):
         store.upsert_event(self.db, envelope.data, "completed", session=self.db.session)
 
-    @message_handler("events", REGISTRATION_CONFIRMED, batch=True)
+    @message_handler(REGISTRATION_CONFIRMED, batch=True)
     def on_registration_confirmed(self, envelopes):
         self._registrations(envelopes, "confirmed", rules.to_the_registrants("registration_confirmed"))
 
-    @message_handler("events", REGISTRATION_WAITLISTED, batch=True)
+    @message_handler(REGISTRATION_WAITLISTED, batch=True)
     def on_registration_waitlisted(self, envelopes):
         rule = rules.to_the_registrants("registration_waitlisted", "waitlist_position")
         self._registrations(envelopes, "waitlisted", rule)
 
-    @message_handler("events", REGISTRATION_PROMOTED, batch=True)
+    @message_handler(REGISTRATION_PROMOTED, batch=True)
     def on_registration_promoted(self, envelopes):
         self._registrations(envelopes, "offered", rules.to_the_registrants("registration_promoted", "confirm_by"))
 
-    @message_handler("events", REGISTRATION_CANCELLED, batch=True)
+    @message_handler(REGISTRATION_CANCELLED, batch=True)
     def on_registration_cancelled(self, envelopes):
         store.set_registrations(self.db, [
             (e.data, "cancelled_with_event" if e.data["reason"] == "event_cancelled" else "cancelled")
@@ -137,7 +138,7 @@ class NotificationsService(ServiceBase, PartnerFeeds):
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    @api("GET", "/residents/<resident_id>/inbox", scope="notifications:read", query_schema=InboxQuery)
+    @api("GET", "/residents/<resident_id>/inbox", scope="notifications:read", query_schema=InboxQuery, query="the listing")
     def inbox(self, request, resident_id):
         self._require_resident_community(request, resident_id)
         return {"resident_id": resident_id, **self._inbox_page(request, resident_id)}
@@ -149,7 +150,7 @@ class NotificationsService(ServiceBase, PartnerFeeds):
             raise NotFound(f"no notification {notification_id} for resident {resident_id}")
         return {"id": notification_id, "read": True}
 
-    @api("GET", "/communities/<community_id>/inbox", scope="notifications:read", query_schema=InboxQuery)
+    @api("GET", "/communities/<community_id>/inbox", scope="notifications:read", query_schema=InboxQuery, query="the listing")
     def centre_inbox(self, request, community_id):
         request.principal.require_community(community_id)
         return {"community_id": community_id, **self._inbox_page(request, f"centre:{community_id}")}
@@ -161,17 +162,17 @@ class NotificationsService(ServiceBase, PartnerFeeds):
         return {"resident_id": resident_id, **{k: v for k, v in saved.items() if k != "_id"}}
 
     @api("PUT", "/residents/<resident_id>/preferences", scope="notifications:write",
-         request_schema=PreferencesSchema)
+         request_schema=PreferencesSchema, body="the preferences")
     def put_preferences(self, request, resident_id):
-        prefs = load(PreferencesSchema(), read_json(request), "the preferences")
+        prefs = request.body
         self._require_resident_community(request, resident_id)
         store.save_preferences(self.db, resident_id, prefs)
         return {"resident_id": resident_id, **prefs}
 
-    @api("POST", "/unsubscribe", query_schema=UnsubscribeQuery)
+    @api("POST", "/unsubscribe", query_schema=UnsubscribeQuery, query="the query")
     def unsubscribe(self, request):
         """One-click unsubscribe (RFC 8058): the signed token from the email is the authority."""
-        token = load_query(UnsubscribeQuery(), request)["token"]
+        token = request.query["token"]
         try:
             claims = jwt.decode(token, self.config["JWT_SECRET"], algorithms=["HS256"], audience=UNSUBSCRIBE_AUDIENCE)
         except jwt.PyJWTError:
@@ -282,7 +283,7 @@ class NotificationsService(ServiceBase, PartnerFeeds):
         self.outbox.stage_many(session, messages)
 
     def _time_zone(self) -> str:
-        return self.config.get("COMMUNITY_TIME_ZONE") or "Asia/Shanghai"
+        return community_time_zone(self.config)
 
     def _addresses_for(self, claimed_batch: list[dict]):
         """The addresses of a batch of deliveries: one RPC for its residents' contacts (sealed for this service)."""
@@ -304,7 +305,7 @@ class NotificationsService(ServiceBase, PartnerFeeds):
                                  retry_cap_s=float(c.get("DELIVERY_RETRY_CAP_SECONDS") or 3600))
 
     def _inbox_page(self, request, recipient: str) -> dict:
-        items, after = store.inbox(self.db, recipient, load_query(InboxQuery(), request, "the listing"))
+        items, after = store.inbox(self.db, recipient, request.query)
         return {"items": [_inbox_item(n, ds) for n, ds in items], "next": after}
 
     def _require_resident_community(self, request, resident_id):

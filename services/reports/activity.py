@@ -8,15 +8,16 @@ the order messages arrive in.
 from __future__ import annotations
 
 from collections import Counter
+from zoneinfo import ZoneInfo
 
 from pymongo import UpdateOne
 
-from services.reports.profile import key, month_of, nonzero
+from services.reports.profile import DEFAULT_ZONE, key, month_of, nonzero
 
 MONTHLY = "activity_monthly"  # one document per community and month
 
 
-def increments(envelope) -> tuple[str, str, dict] | None:
+def increments(envelope, zone: ZoneInfo = DEFAULT_ZONE) -> tuple[str, str, dict] | None:
     """(community, month, {counter path: n}) for a message, or None if it counts nothing here."""
     data, kind = envelope.data, envelope.type
     if kind == "event.completed":
@@ -31,7 +32,7 @@ def increments(envelope) -> tuple[str, str, dict] | None:
         return data["community_id"], month_of(data["starts_at"]), {"events_cancelled": 1}
     if kind == "feedback.submitted":
         rating = int(data["rating"])
-        return data["community_id"], month_of(envelope.time), {
+        return data["community_id"], month_of(envelope.time, zone), {
             "ratings": 1, "rating_sum": rating, f"rating_distribution.{rating}": 1,
             "ratings_9_plus": 1 if rating >= 9 else 0}
     if kind == "notification.outcomes":
@@ -42,11 +43,11 @@ def increments(envelope) -> tuple[str, str, dict] | None:
     return None
 
 
-def apply(db, envelopes, session) -> None:
+def apply(db, envelopes, session, zone: ZoneInfo) -> None:
     """Many messages at once: one write, an $inc per community and month they touch."""
     totals: dict[tuple[str, str], Counter] = {}
     for envelope in envelopes:
-        found = increments(envelope)
+        found = increments(envelope, zone)
         if found is not None:
             community, month, counts = found
             totals.setdefault((community, month), Counter()).update(counts)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from nameko.extensions import DependencyProvider
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 
+from services.common.community_time import community_zone
 from services.reports import activity, profile
 
 _registered = threading.Lock()
@@ -21,9 +21,10 @@ _collectors: dict[str, "ProjectionCollector"] = {}
 class ProjectionCollector:
     def __init__(self, database):
         self.database = database
+        self.zone = community_zone()
 
     def collect(self):
-        month = datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+        month = datetime.now(self.zone).strftime("%Y-%m")
         residents = GaugeMetricFamily("linli_community_residents", "Residents registered and present.",
                                       labels=["community"])
         foreign = GaugeMetricFamily("linli_community_foreign_residents", "Foreign residents present.",
@@ -61,12 +62,14 @@ class BusinessGauges(DependencyProvider):
                 REGISTRY.register(_collectors["collector"])
             # The latest container's database (tests start several, one after another).
             self._database_name = name
+            self._zone = community_zone(config)
 
     def start(self):
         import mongoengine
 
         client = mongoengine.get_connection("reports")
         _collectors["collector"].database = client[self._database_name]
+        _collectors["collector"].zone = self._zone
 
     def stop(self):
         _collectors["collector"].database = None

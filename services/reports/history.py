@@ -39,7 +39,7 @@ class RebuildRunning(Conflict):
     code = "rebuild_running"
 
 
-def apply(db, envelopes, session) -> None:
+def apply(db, envelopes, session, zone) -> None:
     """The messages' effect on every projection (in a few writes however many messages)."""
     unknown = Counter(profile.key(f"{e.type}:v{e.version}") for e in envelopes if not e.known)
     if unknown:
@@ -48,12 +48,12 @@ def apply(db, envelopes, session) -> None:
     known = [e for e in envelopes if e.known]
     residents = [e for e in known if e.type in PROFILE_TYPES]
     if residents:
-        profile.apply(db, residents, session)
-    activity.apply(db, known, session)
+        profile.apply(db, residents, session, zone)
+    activity.apply(db, known, session, zone)
 
 
-def record(db, envelopes, session) -> None:
-    """Append ``envelopes`` and, unless a rebuild is running, apply them."""
+def record(db, envelopes, session, zone) -> None:
+    """Append ``envelopes`` and, unless a rebuild is running, apply them (months in the time ``zone``)."""
     state = db[STATE].find_one({"_id": "state"}, session=session) or {}
     rebuilding = bool(state.get("rebuilding"))
     db[HISTORY].insert_many([
@@ -68,7 +68,7 @@ def record(db, envelopes, session) -> None:
         # rebuild's last one, so the rebuild cannot finish without these.
         db[STATE].update_one({"_id": "state"}, {"$inc": {"arrived_during_rebuild": len(envelopes)}}, session=session)
         return
-    apply(db, envelopes, session)
+    apply(db, envelopes, session, zone)
 
 
 def _wire(envelope) -> dict:
@@ -82,7 +82,7 @@ def _in_transaction(client, work):
         return session.with_transaction(work)
 
 
-def rebuild(db, client, page_size: int = 500, grace_s: float = 2.0) -> dict:
+def rebuild(db, client, zone, page_size: int = 500, grace_s: float = 2.0) -> dict:
     """Drop every projection and apply the whole history again; returns what was done.
 
     ``grace_s``: how long to let transactions that began before the rebuild
@@ -104,7 +104,7 @@ def rebuild(db, client, page_size: int = 500, grace_s: float = 2.0) -> dict:
     applied = 0
     for start in range(0, len(ids), page_size):
         page = list(db[HISTORY].find({"_id": {"$in": ids[start:start + page_size]}}))
-        applied += _apply_page(db, client, page, generation)
+        applied += _apply_page(db, client, page, generation, zone)
 
     def finish(session):
         late = list(db[HISTORY].find({"generation": {"$ne": generation}}, session=session).limit(page_size))
@@ -115,15 +115,15 @@ def rebuild(db, client, page_size: int = 500, grace_s: float = 2.0) -> dict:
         return []
 
     while late := _in_transaction(client, finish):  # what arrived meanwhile, until nothing is left
-        applied += _apply_page(db, client, late, generation)
+        applied += _apply_page(db, client, late, generation, zone)
     seconds = (datetime.now(timezone.utc) - started).total_seconds()
     log.info("reports: rebuilt the projections from %d messages in %.1f s", applied, seconds)
     return {"messages": applied, "seconds": round(seconds, 3), "generation": generation}
 
 
-def _apply_page(db, client, docs, generation) -> int:
+def _apply_page(db, client, docs, generation, zone) -> int:
     def work(session):
-        apply(db, [parse_envelope_or_unknown(doc["wire"])[0] for doc in docs], session)
+        apply(db, [parse_envelope_or_unknown(doc["wire"])[0] for doc in docs], session, zone)
         db[HISTORY].update_many({"_id": {"$in": [d["_id"] for d in docs]}}, {"$set": {"generation": generation}},
                                 session=session)
         return len(docs)

@@ -15,11 +15,15 @@ from zoneinfo import ZoneInfo
 
 from pymongo import ReplaceOne, UpdateOne
 
+from services.common.community_time import DEFAULT_TIME_ZONE, community_zone
+
 RESIDENTS = "profile_residents"
 COMMUNITIES = "profile_communities"
 CATEGORICAL = ("community_id", "residence_type", "nationality", "birth_year", "tags", "status")
 AGE_BANDS = ((0, 14, "0-14"), (15, 34, "15-34"), (35, 59, "35-59"), (60, 200, "60+"))
-TIME_ZONE = ZoneInfo("Asia/Shanghai")
+DEFAULT_ZONE = community_zone()
+# The zone of the version strings (``version_of``), fixed: versions stored already compare with them as text.
+VERSION_ZONE = ZoneInfo(DEFAULT_TIME_ZONE)
 
 
 def key(value) -> str:
@@ -27,9 +31,10 @@ def key(value) -> str:
     return str(value).replace(".", "\uff0e").replace("$", "\uff04")
 
 
-def month_of(moment) -> str:
+def month_of(moment, zone: ZoneInfo = DEFAULT_ZONE) -> str:
+    """The month of a date, or of a moment in the communities' time ``zone``."""
     if isinstance(moment, datetime):
-        return moment.astimezone(TIME_ZONE).strftime("%Y-%m")
+        return moment.astimezone(zone).strftime("%Y-%m")
     if isinstance(moment, date):
         return moment.strftime("%Y-%m")
     return str(moment)[:7]
@@ -49,7 +54,7 @@ def buckets(state: dict | None) -> Counter:
 
 def version_of(envelope) -> str:
     """Orders changes: by message time, and by id between messages of the same instant."""
-    return f"{envelope.time.astimezone(TIME_ZONE).isoformat()}|{envelope.id}"
+    return f"{envelope.time.astimezone(VERSION_ZONE).isoformat()}|{envelope.id}"
 
 
 def merge(old: dict | None, changes: dict, version: str) -> dict:
@@ -79,11 +84,11 @@ def changes_of(envelope) -> tuple[str, dict]:
     raise ValueError(f"not a profile message: {kind}")
 
 
-def flows(envelope) -> list[tuple[str, str]]:
+def flows(envelope, zone: ZoneInfo = DEFAULT_ZONE) -> list[tuple[str, str]]:
     """Monthly arrivals and departures a message records: [(community, counter path)]."""
     data, kind = envelope.data, envelope.type
     if kind == "resident.registered":
-        return [(data["community_id"], f"arrivals.{month_of(envelope.time)}")]
+        return [(data["community_id"], f"arrivals.{month_of(envelope.time, zone)}")]
     if kind == "resident.moved":
         month = month_of(data["moved_on"])
         return [(data["from_community_id"], f"departures.{month}"), (data["community_id"], f"arrivals.{month}")]
@@ -92,7 +97,7 @@ def flows(envelope) -> list[tuple[str, str]]:
     return []
 
 
-def transition(old: dict | None, envelope) -> tuple[dict, dict[str, Counter]]:
+def transition(old: dict | None, envelope, zone: ZoneInfo = DEFAULT_ZONE) -> tuple[dict, dict[str, Counter]]:
     """The resident's new state and the counter changes per community. Pure."""
     _, changes = changes_of(envelope)
     new = merge(old, changes, version_of(envelope))
@@ -101,19 +106,19 @@ def transition(old: dict | None, envelope) -> tuple[dict, dict[str, Counter]]:
         deltas.setdefault(old["community_id"], Counter())[path] -= n
     for path, n in buckets(new).items():
         deltas.setdefault(new["community_id"], Counter())[path] += n
-    for community, path in flows(envelope):
+    for community, path in flows(envelope, zone):
         deltas.setdefault(community, Counter())[path] += 1
     return new, deltas
 
 
-def apply(db, envelopes, session) -> None:
+def apply(db, envelopes, session, zone: ZoneInfo) -> None:
     """Many messages at once: one read of the residents' states, one write of them all, one write of
     the communities' counters (an $inc per community)."""
     ids = [changes_of(envelope)[0] for envelope in envelopes]
     states = {doc["_id"]: doc for doc in db[RESIDENTS].find({"_id": {"$in": ids}}, session=session)}
     totals: dict[str, Counter] = {}
     for resident_id, envelope in zip(ids, envelopes):
-        states[resident_id], deltas = transition(states.get(resident_id), envelope)
+        states[resident_id], deltas = transition(states.get(resident_id), envelope, zone)
         for community, counts in deltas.items():
             totals.setdefault(community, Counter()).update(counts)
     db[RESIDENTS].bulk_write([ReplaceOne({"_id": i}, {**states[i], "_id": i}, upsert=True) for i in set(ids)],

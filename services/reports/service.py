@@ -3,25 +3,27 @@
 One consumer keeps every message the other services publish (``history``)
 and moves the projections with it; reads come from the projections only.
 """
-from datetime import date, datetime
+from datetime import date
 
 from nameko.dependency_providers import Config
 from nameko.rpc import rpc
 from nameko.timer import timer
 from pymongo.errors import DuplicateKeyError
 
-from contracts import COMMUNITY_ASSESSED
+from contracts import COMMUNITY_ASSESSED, registry
 from services.common.auth import ALL_COMMUNITIES
 from services.common.base import ServiceBase
 from services.common.messaging import fact_id
 from services.common.multi_source import every_message_handler
 from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
+from services.common.community_time import community_today, community_zone
 from services.common.web import api
 from services.reports import export_api, figures, history, scorecard
 from services.reports.gauges import BusinessGauges
 
-SOURCES = ("residents", "events", "notifications")
+# Every service that publishes on the bus but this one, as the contracts name their producers.
+SOURCES = registry.producers(besides="reports")
 
 
 class ReportsService(export_api.ReportExports, ServiceBase):
@@ -34,7 +36,7 @@ class ReportsService(export_api.ReportExports, ServiceBase):
 
     @every_message_handler(SOURCES, batch=True)
     def on_message(self, envelopes):
-        history.record(self.db, envelopes, self.db.session)
+        history.record(self.db, envelopes, self.db.session, community_zone(self.config))
 
     # -- HTTP ------------------------------------------------------------------------
 
@@ -109,7 +111,7 @@ class ReportsService(export_api.ReportExports, ServiceBase):
 
     @rpc
     def rebuild(self) -> dict:
-        return history.rebuild(self.db, self.db.client,
+        return history.rebuild(self.db, self.db.client, community_zone(self.config),
                                grace_s=float(self.config.get("REBUILD_GRACE_SECONDS", 2)))
 
     @timer(interval=3600)
@@ -140,6 +142,4 @@ class ReportsService(export_api.ReportExports, ServiceBase):
         return len(ranking)
 
     def _today(self) -> date:
-        from zoneinfo import ZoneInfo
-
-        return datetime.now(ZoneInfo(self.config.get("COMMUNITY_TIME_ZONE") or "Asia/Shanghai")).date()
+        return community_today(self.config)

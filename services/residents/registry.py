@@ -342,7 +342,3 @@ def partner_fields(store: ResidentsStore, vault: Vault, resident_id: str, partne
             **seal_for(PARTNER_FEED_PURPOSE, {f: full[f] for f in fields})}
 
 
-def today_in(time_zone: str) -> date:
-    from zoneinfo import ZoneInfo
-
-    return datetime.now(ZoneInfo(time_zone)).date()

@@ -23,7 +23,8 @@ from services.common.ingest_entrypoints import IngestDoor, ingest_handler, unrou
 from services.common.mongo import MongoDatabase
 from services.common.outbox import Outbox
 from services.common.sealing import SealForReader
-from services.common.web import ApiError, NotFound, ValidationFailed, api, load, load_query, read_json
+from services.common.community_time import community_today
+from services.common.web import ApiError, NotFound, ValidationFailed, api
 from services.residents import identity, imports, ingest, migrations, registry, reminders
 from services.residents.documents import ALL_DOCUMENTS
 from services.residents.domain import MoveResident, RecordDeparture, RegisterResident, SearchResidents, UpdateResident
@@ -71,16 +72,16 @@ class ResidentsService(ServiceBase):
 
     # -- HTTP ---------------------------------------------------------------
 
-    @api("POST", "/residents", scope="residents:write", request_schema=RegisterResident)
+    @api("POST", "/residents", scope="residents:write", request_schema=RegisterResident, body="the resident")
     def register_over_http(self, request):
-        command = load(RegisterResident(), read_json(request), "the resident")
+        command = request.body
         request.principal.require_community(command["community_id"])
         with _same_person_told_to(request.principal):
             return 201, {"id": registry.register(self.store, self.vault, self.outbox, command)}
 
-    @api("GET", "/residents", scope="residents:read", query_schema=SearchResidents)
+    @api("GET", "/residents", scope="residents:read", query_schema=SearchResidents, query="the search")
     def search_over_http(self, request):
-        query = load_query(SearchResidents(), request, "the search")
+        query = request.query
         request.principal.require_community(query["community_id"])
         return registry.search(self.store, self.vault, query, _with_pii(request))
 
@@ -90,9 +91,9 @@ class ResidentsService(ServiceBase):
         return registry.view(self.vault, resident, _with_pii(request))
 
     @api("PATCH", "/residents/<resident_id>", scope="residents:write",
-         request_schema=UpdateResident)
+         request_schema=UpdateResident, body="the update")
     def update_over_http(self, request, resident_id):
-        changes = load(UpdateResident(), read_json(request), "the update")
+        changes = request.body
         resident = self._visible(request, resident_id)
         try:
             with _same_person_told_to(request.principal):
@@ -102,9 +103,9 @@ class ResidentsService(ServiceBase):
         return {"id": resident_id, "changed_fields": changed}
 
     @api("POST", "/residents/<resident_id>/move", scope="residents:write",
-         request_schema=MoveResident)
+         request_schema=MoveResident, body="the move")
     def move_over_http(self, request, resident_id):
-        command = load(MoveResident(), read_json(request), "the move")
+        command = request.body
         resident = self._visible(request, resident_id)
         request.principal.require_community(command["community_id"])
         with _same_person_told_to(request.principal):
@@ -112,9 +113,9 @@ class ResidentsService(ServiceBase):
         return {"id": resident_id, "community_id": command["community_id"]}
 
     @api("POST", "/residents/<resident_id>/departure", scope="residents:write",
-         request_schema=RecordDeparture)
+         request_schema=RecordDeparture, body="the departure")
     def depart_over_http(self, request, resident_id):
-        command = load(RecordDeparture(), read_json(request), "the departure")
+        command = request.body
         registry.depart(self.store, self.outbox, self._visible(request, resident_id), command)
         return {"id": resident_id, "status": "departed"}
 
@@ -226,4 +227,4 @@ class ResidentsService(ServiceBase):
         reminders.run_daily(self.store, self.outbox, self._today())
 
     def _today(self) -> date:
-        return registry.today_in(self.config.get("COMMUNITY_TIME_ZONE", "Asia/Shanghai"))
+        return community_today(self.config)

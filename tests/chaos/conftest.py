@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pika
@@ -18,16 +17,14 @@ import requests
 
 from contracts import build_envelope
 from tests.conftest import BIN, TEST_SECRET, free_port
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_for(check, timeout_s=60, what="the condition", every_s=0.5):
-    deadline = time.monotonic() + timeout_s
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(every_s)
-    return result
+    """``tests.waiting.until`` with the chaos tests' argument order and a slower pace."""
+    return until(check, what, timeout_s, every_s)
 
 
 class MongoServer:

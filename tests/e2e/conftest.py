@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from services.common.auth import dev_secret, issue_token
-from platform_tools.platform import instance_address, scale
+from platform_tools.platform import SERVICES as PLATFORM_SERVICES, instance_address, scale
 from tests.conftest import free_port_run
 
 ROOT = Path(__file__).resolve().parents[2]
 LINLI = Path(sys.executable).parent / "linli"
-SERVICES = ("residents", "events", "notifications", "reports")
+SERVICES = tuple(name for name, _, _ in PLATFORM_SERVICES)
 SCALE = scale(os.environ)
 
 class RunningPlatform:

@@ -1,20 +1,19 @@
 """The walking skeleton end to end: the four service processes started the way
 `make run` starts them (`linli up`), driven over HTTP."""
-import time
-
 import pytest
 import requests
+
+from tests.waiting import until
 
 pytestmark = pytest.mark.e2e
 
 
-def poll(fetch, until, timeout_s=15):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        response = fetch()
-        if until(response) or time.monotonic() > deadline:
-            return response
-        time.sleep(0.05)
+def answer(url, headers, ok):
+    """A check for ``until``: the answer to ``GET url`` once ``ok(answer)``, else None."""
+    def check():
+        response = requests.get(url, headers=headers)
+        return response if ok(response) else None
+    return check
 
 
 def test_register_count_welcome_stop_and_start_again(linli):
@@ -36,14 +35,14 @@ def test_register_count_welcome_stop_and_start_again(linli):
         ids[language] = response.json()["id"]
 
     summary_url = linli.urls["reports"] + "/communities/tongzilin/summary"
-    summary = poll(lambda: requests.get(summary_url, headers=worker),
-                   lambda r: r.status_code == 200 and r.json()["residents_total"] == 2)
+    summary = until(answer(summary_url, worker, lambda r: r.status_code == 200 and r.json()["residents_total"] == 2),
+                    "both residents in the summary", timeout_s=15)
     assert summary.json()["residents_by_residence_type"] == {"registered": 1, "foreign": 1}
 
     for language, needle in (("zh-CN", "欢迎"), ("en", "Welcome")):
         inbox_url = f"{linli.urls['notifications']}/residents/{ids[language]}/inbox"
-        inbox = poll(lambda: requests.get(inbox_url, headers=worker),
-                     lambda r: r.status_code == 200 and r.json()["items"]).json()  # 404 until notifications knows them
+        inbox = until(answer(inbox_url, worker, lambda r: r.status_code == 200 and r.json()["items"]),
+                      f"the {language} welcome", timeout_s=15).json()  # 404 until notifications knows them
         assert [(i["kind"], i["language"]) for i in inbox["items"]] == [("welcome", language)]
         assert needle in inbox["items"][0]["title"]
 

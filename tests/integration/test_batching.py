@@ -20,7 +20,7 @@ class SlowBatchCounter:
     name = "slow_batch_counter"
     db = MongoDatabase("slow_batch_counter")
 
-    @message_handler("producer", RESIDENT_REGISTERED, batch=True, max_batch=100)
+    @message_handler(RESIDENT_REGISTERED, source="producer", batch=True, max_batch=100)
     def count(self, envelopes):
         RUNNING[0] += 1
         RUNNING[1] = max(RUNNING)

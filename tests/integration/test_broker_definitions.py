@@ -11,6 +11,7 @@ from kombu import Connection, Exchange, Queue
 from contracts import build_envelope
 from platform_tools import broker_definitions, dlq
 from tests.conftest import rabbitmqctl
+from tests.waiting import until
 from services.reports.service import ReportsService
 
 pytestmark = pytest.mark.integration
@@ -35,11 +36,9 @@ def imported(vhost, config):
         os.chmod(file.name, 0o644)
         rabbitmqctl("import_definitions", file.name)
         # The import is asynchronous: wait until the last queue of the file exists.
-        deadline = time.monotonic() + 30
-        while not dlq.depths(config["AMQP_URI"], [document["queues"][-1]["name"]]) or \
-                "linli-unrouted" not in rabbitmqctl("list_policies", "-p", vhost):
-            assert time.monotonic() < deadline, "the definitions were not imported"
-            time.sleep(0.2)
+        until(lambda: dlq.depths(config["AMQP_URI"], [document["queues"][-1]["name"]])
+              and "linli-unrouted" in rabbitmqctl("list_policies", "-p", vhost), "the definitions imported",
+              timeout_s=30, interval_s=0.2)
     return vhost
 
 
@@ -56,11 +55,8 @@ def test_messages_published_before_any_service_starts_wait_for_it(imported, conf
     import requests
 
     headers = {"Authorization": f"Bearer {token(['reports:read'])}"}
-    deadline = time.monotonic() + 20
-    while requests.get(f"http://{config['WEB_SERVER_ADDRESS']}/communities/tongzilin/summary",
-                       headers=headers).status_code != 200:
-        assert time.monotonic() < deadline, "the early message was not handled"
-        time.sleep(0.2)
+    until(lambda: requests.get(f"http://{config['WEB_SERVER_ADDRESS']}/communities/tongzilin/summary",
+                               headers=headers).status_code == 200, "the early message handled", timeout_s=20)
 
 
 def test_a_message_no_queue_is_bound_to_is_parked_in_unrouted(imported, config):

@@ -3,7 +3,6 @@ the platform works end to end, and a user cannot read another service's queue or
 import os
 import re
 import secrets
-import time
 from unittest import mock
 
 import pika
@@ -12,16 +11,14 @@ import requests
 from pika.exceptions import ChannelClosedByBroker
 
 from platform_tools import broker_users
-from services.events.service import EventsService
-from services.notifications.service import NotificationsService
-from services.reports.service import ReportsService
-from services.residents.service import ResidentsService
+from platform_tools.contract_docs import service_classes
 from tests.conftest import RUN_ID, rabbitmqctl
+from tests.waiting import until
 from tests.integration.test_broker_definitions import imported  # noqa: F401 - the deploy's topology first
 
 pytestmark = pytest.mark.integration
 ACCESS_REFUSED = 403
-SERVICES = (ResidentsService, EventsService, NotificationsService, ReportsService)
+SERVICES = tuple(service_classes().values())  # every service the platform discovers
 
 
 def test_the_checked_in_permissions_are_current():
@@ -110,11 +107,8 @@ def test_every_service_runs_as_its_own_user_end_to_end(service_users, config, co
     # reports (every message of residents, one queue) and notifications (its evt- queue) each consume it.
     headers = {"Authorization": f"Bearer {token(['reports:read'])}"}
     processed = mongo_client[f"{config['MONGO_DB_PREFIX']}notifications"]["processed_messages"]
-    deadline = time.monotonic() + 30
-    while not (requests.get(f"{urls['reports']}/communities/tongzilin/summary", headers=headers).status_code == 200
-               and processed.count_documents({}) >= 1):
-        assert time.monotonic() < deadline, "the registration did not reach reports and notifications"
-        time.sleep(0.3)
+    until(lambda: requests.get(f"{urls['reports']}/communities/tongzilin/summary", headers=headers).status_code == 200
+          and processed.count_documents({}) >= 1, "the registration in reports and notifications", timeout_s=30)
     summary = requests.get(f"{urls['reports']}/communities/tongzilin/summary", headers=headers).json()
     assert summary["residents_total"] == 1
     connected = set(rabbitmqctl("list_connections", "vhost", "user").split())

@@ -35,7 +35,7 @@ class Counter:
     fixed = False  # a test "deploys the fix" for exploding residents before replaying them
     db = MongoDatabase("counter")
 
-    @message_handler("producer", RESIDENT_REGISTERED)
+    @message_handler(RESIDENT_REGISTERED, source="producer")
     def count(self, envelope):
         self.db["effects"].update_one(
             {"_id": envelope.data["community_id"]},
@@ -228,7 +228,7 @@ class BatchCounter:
     name = "batch_counter"
     db = MongoDatabase("batch_counter")
 
-    @message_handler("producer", RESIDENT_REGISTERED, batch=True, max_batch=50, max_wait_s=0.2)
+    @message_handler(RESIDENT_REGISTERED, source="producer", batch=True, max_batch=50, max_wait_s=0.2)
     def count(self, envelopes):
         if any("explode" in e.data["tags"] for e in envelopes):
             raise ValueError("refusing an exploding resident (test)")

@@ -81,7 +81,7 @@ class Relayer:
     db = MongoDatabase("relayer")
     outbox = Outbox("relayer", poll_every_s=3600)
 
-    @message_handler("producer", RESIDENT_REGISTERED, batch=True)
+    @message_handler(RESIDENT_REGISTERED, source="producer", batch=True)
     def relay(self, envelopes):
         self.db["effects"].insert_many([{"_id": e.data["resident_id"]} for e in envelopes], session=self.db.session)
         publish = self.outbox.publisher(self.db.session)

@@ -14,13 +14,14 @@ import requests
 from nameko.messaging import QueueConsumer
 
 from services.common.auth import dev_secret, issue_token
-from platform_tools.platform import Platform
+from platform_tools.platform import SERVICES as PLATFORM_SERVICES, Platform
 from services.reports.service import ReportsService
 from services.residents.service import ResidentsService
 from tests.conftest import TEST_DATA_KEY
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
-SERVICES = ("residents", "events", "notifications", "reports")
+SERVICES = tuple(name for name, _, _ in PLATFORM_SERVICES)
 EVERY_LINE = {"time", "level", "logger", "message", "service", "instance"}
 EVERY_CALL = {"entrypoint", "kind", "correlation_id", "outcome", "duration_ms"}
 
@@ -101,24 +102,18 @@ def test_one_correlation_id_from_the_post_to_the_projection_and_the_welcome(proc
     generated = refused.headers["X-Correlation-Id"]
     assert generated != f"{name} 13800138000" and uuid.UUID(generated)
 
-    deadline = time.monotonic() + 30
-    while True:
+    def welcomed():
         inbox = requests.get(f"{urls['notifications']}/residents/{resident_id}/inbox", headers=headers)
-        if inbox.status_code == 200 and inbox.json()["items"]:
-            break
-        assert time.monotonic() < deadline, "no welcome"
-        time.sleep(0.2)
+        return inbox.status_code == 200 and inbox.json()["items"]
+
+    until(welcomed, "the welcome in the inbox", timeout_s=30)
 
     def calls(service, **where):
         return [line for line in log_lines(processes, service) if line.get("logger") == "linli.entrypoints"
                 and all(line.get(key) == value for key, value in where.items())]
 
-    def eventually(service, **where):
-        deadline = time.monotonic() + 10  # a line is written when the worker ends, after the effect
-        while not (found := calls(service, **where)) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert found, f"no {where} line from {service}"
-        return found
+    def eventually(service, **where):  # a line is written when the worker ends, after the effect
+        return until(lambda: calls(service, **where), f"a {where} line from {service}", timeout_s=10)
 
     [post] = eventually("residents", correlation_id=correlation_id, kind="http")
     assert post["entrypoint"] == "residents.register_over_http" and post["status"] == 201

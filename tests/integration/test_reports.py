@@ -8,6 +8,7 @@ from nameko.standalone.rpc import ServiceRpcProxy
 
 from contracts import build_envelope
 from services.reports.service import ReportsService
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -73,16 +74,13 @@ def reports(container_factory, config, token):
             return requests.get(url + path, headers=headers, params=params)
 
         def wait_for_history(self):
-            deadline = time.monotonic() + 20
-            while True:
+            def arrived():
                 unknown = self.get("/history/unknown").json()["unknown_messages"]
                 summary = self.get("/communities/yulin/summary")
-                if unknown and summary.status_code == 200 and self.get(
-                        f"/communities/tongzilin/activity?from={MONTH}&to={MONTH}").json()["months"][0].get(
-                        "notifications_by_channel", {}).get("email"):
-                    return
-                assert time.monotonic() < deadline, "the history did not arrive"
-                time.sleep(0.2)
+                return unknown and summary.status_code == 200 and self.get(
+                    f"/communities/tongzilin/activity?from={MONTH}&to={MONTH}").json()["months"][0].get(
+                    "notifications_by_channel", {}).get("email")
+            until(arrived, "the history", timeout_s=20)
 
         def everything(self):
             return {path: self.get(path).json() for path in (
@@ -139,18 +137,15 @@ def test_a_rebuild_while_messages_arrive_misses_none_and_doubles_none(reports, c
     first = [("residents", resident(f"a{n}")) for n in range(150)]
     second = [("residents", resident(f"b{n}")) for n in range(150)]
     publish(config["AMQP_URI"], first)
-    deadline = time.monotonic() + 30
-    while reports.get("/communities/tongzilin/summary").json().get("residents_total") != 150:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    def residents_total():
+        return reports.get("/communities/tongzilin/summary").json().get("residents_total")
+
+    until(lambda: residents_total() == 150, "the first 150 residents", timeout_s=30)
     with ServiceRpcProxy("reports", config) as rpc:
         pending = rpc.rebuild.call_async()
         publish(config["AMQP_URI"], second)
         pending.result()
-    deadline = time.monotonic() + 30
-    while reports.get("/communities/tongzilin/summary").json()["residents_total"] != 300:
-        assert time.monotonic() < deadline, reports.get("/communities/tongzilin/summary").json()
-        time.sleep(0.2)
+    until(lambda: residents_total() == 300, "all 300 residents", timeout_s=30)
     time.sleep(1)
     assert reports.get("/communities/tongzilin/profile").json()["arrivals_by_month"] == {MONTH: 300}
 

@@ -17,16 +17,14 @@ import jwt
 import pytest
 import requests
 
+from platform_tools.contract_docs import service_classes
 from services.common.web import MAX_BODY_BYTES, ApiEndpoint
-from services.events.service import EventsService
 from services.notifications import feed_store
-from services.notifications.service import UNSUBSCRIBE_AUDIENCE, NotificationsService
-from services.reports.service import ReportsService
-from services.residents.service import ResidentsService
+from services.notifications.service import UNSUBSCRIBE_AUDIENCE
 from tests.data.sample_form import form_csv
 
 pytestmark = pytest.mark.integration
-SERVICES = {cls.name: cls for cls in (ResidentsService, EventsService, NotificationsService, ReportsService)}
+SERVICES = service_classes()  # every service the platform discovers
 OTHER_SCOPES = {"residents:pii", "feeds:read", "ingest:write"}  # scopes no route requires by itself alone
 HOME, OTHER = "tongzilin", "yulin"
 # Path parameters whose value belongs to a community: the route must refuse another community's token.
