@@ -81,7 +81,8 @@ class ReportsStore:
         return list(self._database[HISTORY].find({"generation": {"$ne": generation}}, session=session).limit(limit))
 
     def mark_applied(self, ids: list, generation: int, session) -> None:
-        self._database[HISTORY].update_many({"_id": {"$in": ids}}, {"$set": {"generation": generation}}, session=session)
+        self._database[HISTORY].update_many({"_id": {"$in": ids}}, {"$set": {"generation": generation}},
+                                            session=session)
 
     def end_rebuild(self, session) -> None:
         self._database[STATE].update_one({"_id": "state"}, {"$set": {"rebuilding": False, "arrived_during_rebuild": 0}},
