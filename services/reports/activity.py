@@ -10,11 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from zoneinfo import ZoneInfo
 
-from pymongo import UpdateOne
-
 from services.reports.profile import DEFAULT_ZONE, key, month_of, nonzero
-
-MONTHLY = "activity_monthly"  # one document per community and month
 
 
 def increments(envelope, zone: ZoneInfo = DEFAULT_ZONE) -> tuple[str, str, dict] | None:
@@ -43,7 +39,7 @@ def increments(envelope, zone: ZoneInfo = DEFAULT_ZONE) -> tuple[str, str, dict]
     return None
 
 
-def apply(db, envelopes, session, zone: ZoneInfo) -> None:
+def apply(store, envelopes, session, zone: ZoneInfo) -> None:
     """Many messages at once: one write, an $inc per community and month they touch."""
     totals: dict[tuple[str, str], Counter] = {}
     for envelope in envelopes:
@@ -51,11 +47,9 @@ def apply(db, envelopes, session, zone: ZoneInfo) -> None:
         if found is not None:
             community, month, counts = found
             totals.setdefault((community, month), Counter()).update(counts)
-    writes = [UpdateOne({"_id": f"{community}:{month}"},
-                        {"$inc": counts, "$set": {"community_id": community, "month": month}}, upsert=True)
-              for (community, month), counts in nonzero(totals).items()]
-    if writes:
-        db[MONTHLY].bulk_write(writes, ordered=False, session=session)
+    moved = nonzero(totals)
+    if moved:
+        store.add_to_months(moved, session)
 
 
 def _ratio(numerator, denominator) -> float | None:
@@ -88,8 +82,3 @@ def view(doc: dict) -> dict:
         "notification_failure_rate": _ratio(failed, sent + failed),
         "notified_in_own_language_share": _ratio(doc.get("notified_in_own_language", 0), doc.get("notified", 0)),
     }
-
-
-def months(db, community: str, first: str, last: str) -> list[dict]:
-    docs = db[MONTHLY].find({"community_id": community, "month": {"$gte": first, "$lte": last}}).sort("month", 1)
-    return [view(doc) for doc in docs]

@@ -1,7 +1,7 @@
 """Downloads of the reports: every table as CSV or XLSX, charts as PNG, the monthly report as HTML.
 
 ``ReportExports`` is a mixin of ``ReportsService`` (nameko finds entrypoints on
-base classes); it uses the service's ``db``, ``config``, ``_today()`` and
+base classes); it uses the service's ``store``, ``config``, ``_today()`` and
 ``scorecard(month)``. Access is checked as for the JSON routes.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ class ReportExports:
     def profile_export_over_http(self, request, community_id, fmt):
         request.principal.require_community(community_id)
         today = self._today()
-        table = exports.profile_table(figures.profile_of(self.db, community_id, today))
+        table = exports.profile_table(figures.profile_of(self.store, community_id, today))
         return _download(table, fmt, f"{community_id}-profile-{today:%Y-%m}")
 
     @api("GET", "/communities/<community_id>/activity.<fmt>", scope="reports:read",
@@ -44,14 +44,14 @@ class ReportExports:
     def activity_export_over_http(self, request, community_id, fmt):
         request.principal.require_community(community_id)
         first, last = figures.month_range(request.args.get("from"), request.args.get("to"), self._today())
-        figures.require_community(self.db, community_id)
-        table = exports.activity_table(community_id, figures.activity_months(self.db, community_id, first, last))
+        figures.require_community(self.store, community_id)
+        table = exports.activity_table(community_id, figures.activity_months(self.store, community_id, first, last))
         return _download(table, fmt, f"{community_id}-activity-{first}-to-{last}")
 
     @api("GET", "/city/overview.<fmt>", scope="reports:read", query_schema=figures.MonthQuery)
     def overview_export_over_http(self, request, fmt):
         month = figures.parse_month(request.args.get("month"), "month", self._today())
-        overview = figures.city_overview(self.db, month, self._today(), request.principal.may_see)
+        overview = figures.city_overview(self.store, month, self._today(), request.principal.may_see)
         return _download(exports.overview_table(overview), fmt, f"city-overview-{month}")
 
     @api("GET", "/scorecard.<fmt>", scope="reports:read", query_schema=figures.MonthQuery)
@@ -70,7 +70,7 @@ class ReportExports:
         if name not in charts.CHART_NAMES:
             raise NotFound(f"no chart {name!r}; known charts: {', '.join(charts.CHART_NAMES)}",
                            {"chart": name}, code="unknown_chart")
-        profile = figures.profile_of(self.db, community_id, self._today())  # 404 for an unknown community
+        profile = figures.profile_of(self.store, community_id, self._today())  # 404 for an unknown community
         png = charts.chart(name, profile, self._trend_months(community_id, month))
         return Response(png, status=200, content_type="image/png",
                         headers={"Content-Disposition": _disposition("inline", f"{community_id}-{name}-{month}.png")})
@@ -80,10 +80,10 @@ class ReportExports:
         request.principal.require_community(community_id)
         today = self._today()
         month = figures.parse_month(month, "month", today)
-        profile = figures.profile_of(self.db, community_id, today)  # 404 for an unknown community
+        profile = figures.profile_of(self.store, community_id, today)  # 404 for an unknown community
         ranking = self.scorecard(month)
         page = monthly_report.render(
-            community_id=community_id, month=month, this_month=figures.month_of(self.db, community_id, month),
+            community_id=community_id, month=month, this_month=figures.month_of(self.store, community_id, month),
             months=self._trend_months(community_id, month), profile=profile,
             scorecard_entry=next((c for c in ranking["communities"] if c["community_id"] == community_id), None),
             demonstration_threshold=ranking["demonstration_threshold"], today=today)
@@ -93,7 +93,7 @@ class ReportExports:
     def _trend_months(self, community_id: str, month: str) -> list[dict]:
         """The twelve months up to ``month``, each present (an empty month is zeros, not missing)."""
         first, last = figures.month_range(None, month, self._today())
-        held = {m["month"]: m for m in figures.activity_months(self.db, community_id, first, last)}
+        held = {m["month"]: m for m in figures.activity_months(self.store, community_id, first, last)}
         return [held.get(m) or activity.view({"month": m}) for m in _months_between(first, last)]
 
 

@@ -1,6 +1,7 @@
 """Reading the projections: summaries, profiles, monthly activity, the city overview, the ranking.
 
-Every read is a look-up by key in a projection; nothing here scans the history.
+Every read is a look-up by key in a projection (through the ``ReportsStore`` it is handed); nothing
+here scans the history.
 """
 from __future__ import annotations
 
@@ -8,12 +9,10 @@ import re
 from datetime import date
 
 from marshmallow import EXCLUDE, Schema, fields
-from pymongo import ASCENDING
 
 from services.common.web import NotFound, ValidationFailed
 from services.reports import activity, profile, scorecard
 
-ASSESSMENTS = "assessments"
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -34,11 +33,6 @@ class MonthRangeQuery(Schema):
 
     first = fields.String(data_key="from", metadata={"description": "YYYY-MM; twelve months before to unless given"})
     last = fields.String(data_key="to", metadata={"description": "YYYY-MM; this month unless given"})
-
-
-def ensure_indexes(db) -> None:
-    db[activity.MONTHLY].create_index([("community_id", ASCENDING), ("month", ASCENDING)])
-    db[activity.MONTHLY].create_index([("month", ASCENDING)])
 
 
 def parse_month(raw: str | None, name: str, today: date) -> str:
@@ -65,37 +59,31 @@ def previous_month(today: date) -> str:
     return f"{today.year - 1}-12" if today.month == 1 else f"{today.year}-{today.month - 1:02d}"
 
 
-def known_communities(db) -> list[str]:
-    ids = set(db[profile.COMMUNITIES].distinct("_id")) | set(db[activity.MONTHLY].distinct("community_id"))
-    return sorted(ids)
-
-
-def require_community(db, community_id: str) -> None:
-    if db[profile.COMMUNITIES].find_one({"_id": community_id}, {"_id": 1}) is None and \
-            db[activity.MONTHLY].find_one({"community_id": community_id}, {"_id": 1}) is None:
+def require_community(store, community_id: str) -> None:
+    if not store.community_known(community_id):
         raise NotFound(f"no community {community_id!r} is known to reports")
 
 
-def profile_of(db, community_id: str, today: date) -> dict:
+def profile_of(store, community_id: str, today: date) -> dict:
     """One look-up by key (two more for a community known only by its activity)."""
-    doc = db[profile.COMMUNITIES].find_one({"_id": community_id})
+    doc = store.community(community_id)
     if doc is None:
-        require_community(db, community_id)
+        require_community(store, community_id)
     return profile.view(doc or {"_id": community_id}, today)
 
 
-def month_of(db, community_id: str, month: str) -> dict:
-    return activity.view(db[activity.MONTHLY].find_one({"_id": f"{community_id}:{month}"}) or {"month": month})
+def month_of(store, community_id: str, month: str) -> dict:
+    return activity.view(store.month(community_id, month) or {"month": month})
 
 
-def activity_months(db, community_id: str, first: str, last: str) -> list[dict]:
-    return activity.months(db, community_id, first, last)
+def activity_months(store, community_id: str, first: str, last: str) -> list[dict]:
+    return [activity.view(doc) for doc in store.months_of(community_id, first, last)]
 
 
-def summary(db, community_id: str, today: date) -> dict:
+def summary(store, community_id: str, today: date) -> dict:
     """The dashboard headline: two look-ups by key, however many residents the community has."""
-    whole = profile_of(db, community_id, today)
-    this_month = month_of(db, community_id, today.strftime("%Y-%m"))
+    whole = profile_of(store, community_id, today)
+    this_month = month_of(store, community_id, today.strftime("%Y-%m"))
     return {
         "community_id": community_id,
         "residents_total": whole["residents_total"],
@@ -107,13 +95,13 @@ def summary(db, community_id: str, today: date) -> dict:
     }
 
 
-def city_overview(db, month: str, today: date, may_see=lambda community: True) -> dict:
+def city_overview(store, month: str, today: date, may_see=lambda community: True) -> dict:
     rows = []
-    for community_id in known_communities(db):
+    for community_id in store.community_ids():
         if not may_see(community_id):
             continue
-        whole = profile.view(db[profile.COMMUNITIES].find_one({"_id": community_id}) or {"_id": community_id}, today)
-        figures = month_of(db, community_id, month)
+        whole = profile.view(store.community(community_id) or {"_id": community_id}, today)
+        figures = month_of(store, community_id, month)
         rows.append({"community_id": community_id, "residents_total": whole["residents_total"],
                      "foreign_share": whole["foreign_share"], **{k: figures[k] for k in (
                          "events_held", "registrations", "attendance_rate", "no_show_rate", "waitlist_pressure",
@@ -121,22 +109,10 @@ def city_overview(db, month: str, today: date, may_see=lambda community: True) -
     return {"month": month, "communities": rows}
 
 
-def ranking(db, card: scorecard.Scorecard, month: str, today: date) -> list[dict]:
+def ranking(store, card: scorecard.Scorecard, month: str, today: date) -> list[dict]:
     """Every community's score: their profiles and their months read in one look-up each, not two per community."""
-    communities = known_communities(db)
-    profiles = _by_id(db[profile.COMMUNITIES], communities)
-    months = _by_id(db[activity.MONTHLY], [f"{community_id}:{month}" for community_id in communities])
+    communities = store.community_ids()
+    profiles, months = store.communities(communities), store.months(communities, month)
     return scorecard.rank({community_id: scorecard.score(
-        card, activity.view(months.get(f"{community_id}:{month}") or {"month": month}),
+        card, activity.view(months.get(community_id) or {"month": month}),
         profile.view(profiles.get(community_id) or {"_id": community_id}, today)) for community_id in communities})
-
-
-def _by_id(collection, ids: list[str]) -> dict:
-    return {doc["_id"]: doc for doc in collection.find({"_id": {"$in": ids}}).batch_size(len(ids) + 1)}
-
-
-def claim_assessment(db, month: str, session=None) -> None:
-    """Record that ``month`` is assessed; raises DuplicateKeyError if any instance did so already.
-
-    With ``session``, the record commits with the assessment's outbox messages (or not at all)."""
-    db[ASSESSMENTS].insert_one({"_id": month}, session=session)

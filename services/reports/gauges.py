@@ -12,15 +12,16 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 
 from services.common.community_time import community_zone
-from services.reports import activity, profile
+from services.reports import activity
+from services.reports.store import ReportsStore
 
 _registered = threading.Lock()
 _collectors: dict[str, "ProjectionCollector"] = {}
 
 
 class ProjectionCollector:
-    def __init__(self, database):
-        self.database = database
+    def __init__(self, store: ReportsStore | None):
+        self.store = store
         self.zone = community_zone()
 
     def collect(self):
@@ -35,12 +36,12 @@ class ProjectionCollector:
                                          "Average event rating (1-10) this month.", labels=["community"])
         failures = GaugeMetricFamily("linli_community_notification_failure_ratio",
                                      "Failed / attempted notification deliveries this month.", labels=["community"])
-        if self.database is None:  # between containers (tests), or before the first starts
+        if self.store is None:  # between containers (tests), or before the first starts
             return [residents, foreign, held, satisfaction, failures]
-        for doc in self.database[profile.COMMUNITIES].find():
+        for doc in self.store.every_community():
             residents.add_metric([doc["_id"]], doc.get("residents_total", 0))
             foreign.add_metric([doc["_id"]], doc.get("by_residence_type", {}).get("foreign", 0))
-        for doc in self.database[activity.MONTHLY].find({"month": month}):
+        for doc in self.store.months_in(month):
             figures = activity.view(doc)
             held.add_metric([doc["community_id"]], figures["events_held"])
             if figures["average_satisfaction"] is not None:
@@ -68,10 +69,10 @@ class BusinessGauges(DependencyProvider):
         import mongoengine
 
         client = mongoengine.get_connection("reports")
-        _collectors["collector"].database = client[self._database_name]
+        _collectors["collector"].store = ReportsStore(client[self._database_name])
         _collectors["collector"].zone = self._zone
 
     def stop(self):
-        _collectors["collector"].database = None
+        _collectors["collector"].store = None
 
     kill = stop

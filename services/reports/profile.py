@@ -13,12 +13,8 @@ from collections import Counter
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from pymongo import ReplaceOne, UpdateOne
-
 from services.common.community_time import DEFAULT_TIME_ZONE, community_zone
 
-RESIDENTS = "profile_residents"
-COMMUNITIES = "profile_communities"
 CATEGORICAL = ("community_id", "residence_type", "nationality", "birth_year", "tags", "status")
 AGE_BANDS = ((0, 14, "0-14"), (15, 34, "15-34"), (35, 59, "35-59"), (60, 200, "60+"))
 DEFAULT_ZONE = community_zone()
@@ -111,22 +107,20 @@ def transition(old: dict | None, envelope, zone: ZoneInfo = DEFAULT_ZONE) -> tup
     return new, deltas
 
 
-def apply(db, envelopes, session, zone: ZoneInfo) -> None:
+def apply(store, envelopes, session, zone: ZoneInfo) -> None:
     """Many messages at once: one read of the residents' states, one write of them all, one write of
     the communities' counters (an $inc per community)."""
     ids = [changes_of(envelope)[0] for envelope in envelopes]
-    states = {doc["_id"]: doc for doc in db[RESIDENTS].find({"_id": {"$in": ids}}, session=session)}
+    states = store.resident_states(ids, session)
     totals: dict[str, Counter] = {}
     for resident_id, envelope in zip(ids, envelopes):
         states[resident_id], deltas = transition(states.get(resident_id), envelope, zone)
         for community, counts in deltas.items():
             totals.setdefault(community, Counter()).update(counts)
-    db[RESIDENTS].bulk_write([ReplaceOne({"_id": i}, {**states[i], "_id": i}, upsert=True) for i in set(ids)],
-                             ordered=False, session=session)
-    increments = [UpdateOne({"_id": community}, {"$inc": counts}, upsert=True)
-                  for community, counts in nonzero(totals).items()]
-    if increments:
-        db[COMMUNITIES].bulk_write(increments, ordered=False, session=session)
+    store.save_resident_states({i: states[i] for i in set(ids)}, session)
+    moved = nonzero(totals)
+    if moved:
+        store.add_to_communities(moved, session)
 
 
 def nonzero(totals: dict) -> dict:

@@ -21,6 +21,7 @@ from services.common.community_time import community_today, community_zone
 from services.common.web import api
 from services.reports import export_api, figures, history, scorecard
 from services.reports.gauges import BusinessGauges
+from services.reports.store import Store, ensure_indexes
 
 # Every service that publishes on the bus but this one, as the contracts name their producers.
 SOURCES = registry.producers(besides="reports")
@@ -29,14 +30,15 @@ SOURCES = registry.producers(besides="reports")
 class ReportsService(export_api.ReportExports, ServiceBase):
     name = "reports"
 
-    db = MongoDatabase("reports", prepare=figures.ensure_indexes)
+    db = MongoDatabase("reports", prepare=ensure_indexes)
     outbox = Outbox("reports")
+    store = Store()  # the use cases' repository (a ReportsStore), handed to each (a fake one in unit tests)
     gauges = BusinessGauges()
     config = Config()
 
     @every_message_handler(SOURCES, batch=True)
     def on_message(self, envelopes):
-        history.record(self.db, envelopes, self.db.session, community_zone(self.config))
+        history.record(self.store, envelopes, self.db.session, community_zone(self.config))
 
     # -- HTTP ------------------------------------------------------------------------
 
@@ -59,7 +61,7 @@ class ReportsService(export_api.ReportExports, ServiceBase):
     @api("GET", "/city/overview", scope="reports:read", query_schema=figures.MonthQuery)
     def overview_over_http(self, request):
         month = figures.parse_month(request.args.get("month"), "month", self._today())
-        return figures.city_overview(self.db, month, self._today(), request.principal.may_see)
+        return figures.city_overview(self.store, month, self._today(), request.principal.may_see)
 
     @api("GET", "/scorecard", scope="reports:read", query_schema=figures.MonthQuery)
     def scorecard_over_http(self, request):
@@ -70,7 +72,7 @@ class ReportsService(export_api.ReportExports, ServiceBase):
 
     @api("GET", "/history/unknown", scope="reports:read")
     def unknown_over_http(self, request):
-        return {"unknown_messages": history.unknown_counts(self.db)}
+        return {"unknown_messages": self.store.unknown_counts()}
 
     @api("POST", "/projections/rebuild", scope="reports:admin")
     def rebuild_over_http(self, request):
@@ -81,27 +83,27 @@ class ReportsService(export_api.ReportExports, ServiceBase):
 
     @rpc
     def summary(self, community_id: str) -> dict:
-        return figures.summary(self.db, community_id, self._today())
+        return figures.summary(self.store, community_id, self._today())
 
     @rpc
     def profile(self, community_id: str) -> dict:
-        return figures.profile_of(self.db, community_id, self._today())
+        return figures.profile_of(self.store, community_id, self._today())
 
     @rpc
     def activity(self, community_id: str, first: str, last: str) -> dict:
-        figures.require_community(self.db, community_id)
+        figures.require_community(self.store, community_id)
         return {"community_id": community_id, "from": first, "to": last,
-                "months": figures.activity_months(self.db, community_id, first, last)}
+                "months": figures.activity_months(self.store, community_id, first, last)}
 
     @rpc
     def city_overview(self, month: str) -> dict:
-        return figures.city_overview(self.db, figures.parse_month(month, "month", self._today()), self._today())
+        return figures.city_overview(self.store, figures.parse_month(month, "month", self._today()), self._today())
 
     @rpc
     def scorecard(self, month: str) -> dict:
         card = scorecard.load(self.config.get("SCORECARD_FILE") or None)
         return {"month": month, "demonstration_threshold": card.demonstration_threshold,
-                "communities": figures.ranking(self.db, card, month, self._today())}
+                "communities": figures.ranking(self.store, card, month, self._today())}
 
     @rpc
     def assess(self, month: str) -> int:
@@ -111,7 +113,7 @@ class ReportsService(export_api.ReportExports, ServiceBase):
 
     @rpc
     def rebuild(self) -> dict:
-        return history.rebuild(self.db, self.db.client, community_zone(self.config),
+        return history.rebuild(self.store, self.outbox.transaction, community_zone(self.config),
                                grace_s=float(self.config.get("REBUILD_GRACE_SECONDS", 2)))
 
     @timer(interval=3600)
@@ -127,9 +129,9 @@ class ReportsService(export_api.ReportExports, ServiceBase):
         month was assessed when ``claim``: a crash neither loses them nor assesses the month twice."""
         ranking = self.scorecard(month)["communities"]
 
-        def store(session, publish):
+        def work(session, publish):
             if claim:
-                figures.claim_assessment(self.db, month, session)
+                self.store.claim_assessment(month, session)
             for entry in ranking:
                 publish(COMMUNITY_ASSESSED, {
                     "community_id": entry["community_id"], "month": month, "score": entry["score"],
@@ -138,7 +140,7 @@ class ReportsService(export_api.ReportExports, ServiceBase):
                     community=entry["community_id"],
                     message_id=fact_id("community.assessed", entry["community_id"], month))
 
-        self.outbox.transaction(store)
+        self.outbox.transaction(work)
         return len(ranking)
 
     def _today(self) -> date:
