@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from pymongo import ASCENDING, DESCENDING, UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from services.common import leases
 from services.common.paging import page, window
-from services.notifications import leases
 from services.notifications.compose import Recipient, preferences_from
 from services.notifications.policy import Preferences
 

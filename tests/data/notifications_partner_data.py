@@ -25,7 +25,7 @@ from bson import json_util
 
 from contracts import EVENT_SCHEDULED, build_envelope, parse_envelope
 from services.common.mongo import Database
-from services.notifications import feed_store
+from services.partners import feed_store
 
 OUTPUT = Path(__file__).with_name("notifications_partner_data_v1.json")
 COLLECTIONS = (feed_store.PARTNERS, feed_store.SUBSCRIPTIONS, feed_store.COUNTERS, feed_store.ENTRIES,

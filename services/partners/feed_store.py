@@ -21,7 +21,8 @@ from datetime import datetime, timedelta, timezone
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 
 from contracts import registry
-from services.notifications import feeds, leases
+from services.common import leases
+from services.partners import feeds
 
 PARTNERS, SUBSCRIPTIONS, COUNTERS = "partners", "feed_subscriptions", "feed_counters"
 ENTRIES, DELIVERIES = "feed_entries", "feed_deliveries"

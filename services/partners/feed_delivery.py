@@ -19,8 +19,8 @@ from prometheus_client.core import GaugeMetricFamily
 
 from services.common.metrics import scrape_time_metrics
 
-from services.notifications import feed_store, feeds, webhooks
-from services.notifications.broker_admin import FEEDS_EXCHANGE
+from services.partners import feed_store, feeds, webhooks
+from services.partners.broker_admin import FEEDS_EXCHANGE
 
 log = logging.getLogger(__name__)
 TRY_AGAIN_S = 5  # after trouble on our side (broker, residents service): not the partner's attempt
