@@ -194,7 +194,7 @@ def _publish_to_queue(feed_config: FeedConfig, delivery: dict, envelope: dict) -
     return feed_store.sent(delivery)
 
 
-@scrape_time_metrics("notifications")
+@scrape_time_metrics("partners")
 def failing_deliveries(container) -> list:
     """Per partner and method: deliveries that failed at least once and are still pending, and how
     long the oldest has waited — an endpoint failing for an hour shows here, whatever the retry schedule."""
@@ -206,8 +206,7 @@ def failing_deliveries(container) -> list:
     oldest = GaugeMetricFamily("linli_feed_oldest_failing_delivery_age_seconds",
                                "Age of the oldest feed delivery that failed at least once and is still pending.",
                                labels=["partner", "method"])
-    database = mongoengine.get_connection("notifications")[container.config.get("MONGO_DB_PREFIX", "linli_")
-                                                           + "notifications"]
+    database = mongoengine.get_connection("partners")[container.config.get("MONGO_DB_PREFIX", "linli_") + "partners"]
     now = feed_store.now()
     for group in database[feed_store.DELIVERIES].aggregate([
         {"$match": {"status": "pending", "attempts": {"$gte": 1}}},

@@ -1,4 +1,4 @@
-"""Storage of partner feeds in the notifications database (pymongo: feed entries are
+"""Storage of partner feeds in the partners database (pymongo: feed entries are
 written inside the exactly-once transaction, whose session mongoengine cannot take).
 
 - ``partners``: ``_id`` the partner id, its name and scopes, its broker user and queue.

@@ -19,7 +19,7 @@ from tests.conftest import free_port_run
 
 ROOT = Path(__file__).resolve().parents[2]
 LINLI = Path(sys.executable).parent / "linli"
-SERVICES = ("residents", "events", "notifications", "reports")
+SERVICES = ("residents", "events", "notifications", "reports", "partners")
 SCALE = scale(os.environ)
 
 class RunningPlatform:
