@@ -14,6 +14,7 @@ from pika.exceptions import ChannelClosedByBroker
 from platform_tools import broker_users
 from services.events.service import EventsService
 from services.notifications.service import NotificationsService
+from services.partners.service import PartnersService
 from services.reports.service import ReportsService
 from services.residents.service import ResidentsService
 from tests.conftest import RUN_ID, rabbitmqctl
@@ -21,7 +22,7 @@ from tests.integration.test_broker_definitions import imported  # noqa: F401 - t
 
 pytestmark = pytest.mark.integration
 ACCESS_REFUSED = 403
-SERVICES = (ResidentsService, EventsService, NotificationsService, ReportsService)
+SERVICES = (ResidentsService, EventsService, NotificationsService, ReportsService, PartnersService)
 
 
 def test_the_checked_in_permissions_are_current():
@@ -58,7 +59,7 @@ def test_passwords_come_from_the_environment_or_a_secret_and_a_missing_one_chang
 
 @pytest.fixture
 def service_users(imported):  # noqa: F811
-    """The four users, created as deploy creates them (passwords from the environment), deleted afterwards."""
+    """The five users, created as deploy creates them (passwords from the environment), deleted afterwards."""
     vhost = imported
     prefix = f"linli-test-{RUN_ID}-{secrets.token_hex(3)}-"
     passwords = {cls.name: secrets.token_urlsafe(18) for cls in SERVICES}
