@@ -5,8 +5,9 @@ used in notifications' database — partners, subscriptions, sequence counters, 
 deliveries — are copied into this service's database, then dropped from notifications'. A document
 already here is never overwritten (``$setOnInsert``), so the copy is idempotent: a start after a crash
 between the copy and the drop, or two instances starting at once, copies each document at most once,
-and nothing this service changed since is undone. Once the collections are gone, a start costs one
-``listCollections``.
+and nothing this service changed since is undone (an instance whose copy finds the collection dropped
+under it by another one stops there: the other moved everything). Once the collections are gone, a
+start costs one ``listCollections``.
 
 Config: ``NOTIFICATIONS_MONGO_URI`` (default ``MONGO_URI``; under ``make run`` notifications has a
 SecantusDB of its own) and ``NOTIFICATIONS_DATABASE`` (default ``notifications``, after
@@ -19,6 +20,7 @@ import logging
 import pymongo
 from nameko.extensions import DependencyProvider
 from pymongo import UpdateOne
+from pymongo.errors import OperationFailure
 
 from services.partners import feed_store
 
@@ -39,7 +41,14 @@ def move_partner_feeds(source, target) -> dict[str, int]:
     ``target``, then drop them from ``source``; the documents inserted, per collection."""
     present = set(source.list_collection_names())
     moving = [name for name in OWNED if name in present]
-    inserted = {name: _copy(source[name], target[name]) for name in moving}
+    inserted = {}
+    for name in moving:
+        try:
+            inserted[name] = _copy(source[name], target[name])
+        except OperationFailure:
+            if name in source.list_collection_names():
+                raise
+            return inserted  # another instance, starting at the same time, finished the move and dropped it
     for name in moving:  # only once every collection is here
         source.drop_collection(name)
     if moving:
