@@ -12,10 +12,10 @@ is the generated result (no passwords), checked for drift by a test.
 How deploy uses it, once per vhost, after importing ``definitions.json``::
 
     LINLI_AMQP_PASSWORD_RESIDENTS=... LINLI_AMQP_PASSWORD_EVENTS=... \\
-    LINLI_AMQP_PASSWORD_NOTIFICATIONS=... LINLI_AMQP_PASSWORD_REPORTS=... \\
+    LINLI_AMQP_PASSWORD_NOTIFICATIONS=... LINLI_AMQP_PASSWORD_REPORTS=... LINLI_AMQP_PASSWORD_PARTNERS=... \\
         python -m platform_tools.broker_users apply --vhost /linli
 
-creates or updates ``linli-residents`` … ``linli-reports`` (``rabbitmqctl``; a
+creates or updates ``linli-residents`` … ``linli-partners`` (``rabbitmqctl``; a
 password goes in on standard input, never on a command line). With
 ``--password-dir DIR`` the passwords are read from ``DIR/<service>`` instead (a
 mounted Kubernetes Secret). Each service then runs with ``LINLI_AMQP_URI`` naming
@@ -99,8 +99,8 @@ def access_of(service_cls) -> Access:
     from services.common.ingest import INGEST_EXCHANGE, REJECTED_QUEUE, UNROUTED_EXCHANGE, UNROUTED_QUEUE, queue_for
     from services.common.ingest_entrypoints import IngestConsumer, IngestDoor
     from services.common.messaging import DEAD_LETTER_EXCHANGE
-    from services.notifications.broker_admin import FEEDS_EXCHANGE, QUEUE_PREFIX, PartnerBroker
-    from services.notifications.feed_delivery import FeedConfig
+    from services.partners.broker_admin import FEEDS_EXCHANGE, QUEUE_PREFIX, PartnerBroker
+    from services.partners.feed_delivery import FeedConfig
 
     name, access = service_cls.name, Access()
     access.exchange(f"{name}.events", publish=True)  # the outbox

@@ -35,6 +35,7 @@ from services.common.secrets import local_secret
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+READERS = ("notifications", "partners")  # who opens what residents seals (its PERSONAL_DATA_READERS)
 DEFAULT_MONGO_PORT = 27117
 INSTANCE_PORT_STEP = 100
 # nameko's CLI imports pkg_resources (hence setuptools<81): its deprecation warning, printed
@@ -177,13 +178,17 @@ class Platform:
         self.env["LINLI_RESIDENTS_DATA_KEY"] = local_secret(
             self.var, "residents-data-key", "LINLI_RESIDENTS_DATA_KEY", lambda: Fernet.generate_key().decode()
         )
-        # The key pair of notifications, the reader of the personal fields residents seals in RPC replies.
-        private_key = local_secret(self.var, "notifications-private-key", "LINLI_NOTIFICATIONS_PRIVATE_KEY",
-                                   new_private_key)
-        self.env["LINLI_NOTIFICATIONS_PRIVATE_KEY"] = private_key
-        self.env["LINLI_NOTIFICATIONS_PUBLIC_KEY"] = public_key_of(private_key)
+        # The key pairs of notifications and partners, the readers of the personal fields residents seals in
+        # RPC replies (contacts; partner feeds).
+        for reader in READERS:
+            private_key = local_secret(self.var, f"{reader}-private-key", f"LINLI_{reader.upper()}_PRIVATE_KEY",
+                                       new_private_key)
+            self.env[f"LINLI_{reader.upper()}_PRIVATE_KEY"] = private_key
+            self.env[f"LINLI_{reader.upper()}_PUBLIC_KEY"] = public_key_of(private_key)
         instances = scale(self.env)
         self.mongo_uris = self._mongo()
+        # Partner feeds kept by notifications before partners existed move at partners' first start.
+        self.env.setdefault("LINLI_PARTNERS_MIGRATE_FROM_MONGO_URI", self.mongo_uris["notifications"])
         for service, port, service_class in SERVICES:
             address = http_address(service, port, self.env)
             self.env[f"LINLI_{service.upper()}_HTTP"] = address  # the first instance's, for the CLI

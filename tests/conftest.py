@@ -29,7 +29,7 @@ RUN_ID = uuid.uuid4().hex[:8]
 _vhost_numbers = itertools.count(1)
 TEST_SECRET = f"test-secret-{RUN_ID}-not-for-production"
 TEST_DATA_KEY = "bGlubGktdGVzdC1kYXRhLWtleS1ub3QtZm9yLXByb2Q="  # a Fernet key for tests only
-# notifications' key pair for the personal fields residents seals in RPC replies (tests only)
+# the readers' key pair for the personal fields residents seals in RPC replies (tests only)
 TEST_READER_PRIVATE_KEY = "bGlubGktdGVzdC1yZWFkZXIta2V5LW5vdC1wcm9kISE="
 TEST_READER_PUBLIC_KEY = "FStBDthmXzzzqMs/1rPl7wrCY1JgBt8oc+xGZSchK0g="
 
@@ -154,8 +154,9 @@ def service_config(amqp_uri, mongo_uri, db_prefix):
         "MONGO_DB_PREFIX": db_prefix,
         "JWT_SECRET": TEST_SECRET,
         "RESIDENTS_DATA_KEY": TEST_DATA_KEY,
-        "READER_PUBLIC_KEYS": {"notifications": TEST_READER_PUBLIC_KEY},
-        "PERSONAL_DATA_READERS": {"notify": "notifications", "partner_feed": "notifications"},
+        # Both readers (notifications, partners) hold the one test key pair.
+        "READER_PUBLIC_KEYS": {"notifications": TEST_READER_PUBLIC_KEY, "partners": TEST_READER_PUBLIC_KEY},
+        "PERSONAL_DATA_READERS": {"notify": "notifications", "partner_feed": "partners"},
         "PERSONAL_DATA_PRIVATE_KEY": TEST_READER_PRIVATE_KEY,
         "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
         "serializer": "json",

@@ -27,11 +27,10 @@ from services.common.races import retried
 from services.common.sealing import OpenSealed
 from services.common.community_time import community_time_zone
 from services.common.web import NotFound, api
-from services.notifications import delivery, fan_outs, feed_store, rules, store
+from services.notifications import delivery, fan_outs, rules, store
 from services.notifications.channels import Channels
 from services.notifications.compose import quiet_hours_from
 from services.notifications.event_view import EventDetails
-from services.notifications.partners import PartnerFeeds
 from services.notifications.policy import Preferences
 from services.notifications.schemas import InboxQuery, PreferencesSchema, UnsubscribeQuery
 
@@ -48,15 +47,15 @@ def _when(value: str | None) -> datetime:
     return datetime.fromisoformat(value) if value else _now()
 
 
-class NotificationsService(ServiceBase, PartnerFeeds):
+class NotificationsService(ServiceBase):
     name = "notifications"
 
-    db = MongoDatabase("notifications", prepare=lambda db: (store.ensure_indexes(db), feed_store.ensure_indexes(db)))
+    db = MongoDatabase("notifications", prepare=store.ensure_indexes)
     channels = Channels()
     outbox = Outbox("notifications")
     residents = RpcProxy("residents")
     events = RpcProxy("events")
-    # Opens the personal fields the residents service sealed for this service (contact, partner feeds).
+    # Opens the personal fields the residents service sealed for this service (contacts).
     open_personal = OpenSealed()
     config = Config()
 

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, DESCENDING, UpdateMany, UpdateOne
 
+from services.common import leases
 from services.common.paging import page, window
 from services.common.races import retried
-from services.notifications import leases
 from services.notifications.compose import Recipient, preferences_from
 from services.notifications.policy import Preferences
 

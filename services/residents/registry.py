@@ -327,7 +327,7 @@ def _sealed_contact(vault: Vault, resident: Resident, purpose: str, seal_for) ->
 def partner_fields(store: ResidentsStore, vault: Vault, resident_id: str, partner_id: str, fields: list, caller: str,
                    seal_for) -> dict:
     """The personal fields a partner's feed carries (only those ``contracts.feeds`` allows a partner
-    to be entitled to; the notifications service checks the partner's own scope), audited with
+    to be entitled to; the partners service checks the partner's own scope), audited with
     the partner as the reader, sealed for the service that delivers feeds. An erased resident gives none."""
     outside = sorted(set(fields) - PARTNER_PERSONAL_FIELDS)
     store.audit(dict(resident_id=resident_id, purpose=PARTNER_FEED_PURPOSE, caller=f"partner:{partner_id} via {caller}",

@@ -51,7 +51,7 @@ PARTNER_FIELDS = ["name", "name_romanised", "birth_date", "document_number", "ph
 PARTNER = {"id": "privacy-audit", "name": "privacy audit", "scopes": {
     "types": ["resident.registered"], "communities": ["tongzilin"], "personal_fields": PARTNER_FIELDS}}
 SCOPES = ["residents:read", "residents:write", "residents:pii", "events:read", "events:write", "notifications:read",
-          "notifications:admin"]
+          "partners:admin"]
 
 
 def spellings(secret: str) -> set[str]:
@@ -137,7 +137,7 @@ def personal_values(person: dict) -> dict:
 def act(linli, headers, smtp, sms):
     """Register (and fail to: a duplicate, a bad field), welcome (in-app, email, SMS; one SMS refused by
     the gateway), read the partner's feed, register for an event, erase one; returns the residents' ids."""
-    base = {name: linli.urls[name] for name in SOURCES}
+    base = dict(linli.urls)
     sms.answers = [400]  # errors are logged too: one SMS fails for good
     ids = []
     for person in PEOPLE:
@@ -153,7 +153,7 @@ def act(linli, headers, smtp, sms):
     until(lambda: len(smtp.messages()) >= reachable, "the welcome emails")  # addresses from get_contacts
     until(lambda: len(sms.received) >= reachable, "the welcome SMS")
     assert {m["To"] for m in smtp.messages()} >= {p["email"] for p in PEOPLE if p.get("consent")}
-    feed = f"{base['notifications']}/feeds/{PARTNER['id']}"
+    feed = f"{base['partners']}/feeds/{PARTNER['id']}"
 
     def feed_personal():  # resident id -> data.personal, once the feed shows every resident
         items = requests.get(feed, headers=headers).json()["items"]
@@ -205,9 +205,9 @@ def test_personal_data_appears_only_where_the_residents_service_keeps_them(linli
     linli.up()
     amqp_uri = linli.env["LINLI_AMQP_URI"]
     headers = linli.headers(SCOPES)
-    notifications = linli.urls["notifications"]
-    assert requests.post(notifications + "/partners", json=PARTNER, headers=headers).status_code == 201
-    subscribed = requests.post(f"{notifications}/partners/{PARTNER['id']}/subscriptions", headers=headers, json={
+    partners = linli.urls["partners"]
+    assert requests.post(partners + "/partners", json=PARTNER, headers=headers).status_code == 201
+    subscribed = requests.post(f"{partners}/partners/{PARTNER['id']}/subscriptions", headers=headers, json={
         "types": ["resident.registered"], "communities": ["tongzilin"], "method": "pull"})
     assert subscribed.status_code == 201, subscribed.text
     tap = Tap(amqp_uri, unquote(amqp_uri.rsplit("/", 1)[1]))

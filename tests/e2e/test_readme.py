@@ -21,7 +21,8 @@ def test_the_readme_examples_work_as_printed(linli):
     linli.up()
     script = try_it_block()
     # The only liberties taken: this run's ports, and the venv of this run.
-    for name, default_port in (("residents", 8001), ("events", 8002), ("notifications", 8003), ("reports", 8004)):
+    for name, default_port in (("residents", 8001), ("events", 8002), ("notifications", 8003), ("reports", 8004),
+                               ("partners", 8005)):
         script = script.replace(f"localhost:{default_port}", linli.urls[name].removeprefix("http://"))
     script = script.replace(".venv/bin/", str(Path(sys.executable).parent) + "/")
     script = script.replace("/tmp/linli-resident.json", str(linli.var_dir / "resident.json"))

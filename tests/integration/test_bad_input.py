@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.integration.test_fuzz_http import platform  # noqa: F401 - the four services, a resident, an event
+from tests.integration.test_fuzz_http import platform  # noqa: F401 - the five services, a resident, an event
 from tests.integration.test_route_security import HOME, event_body, resident_body
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ def test_a_lone_surrogate_in_any_json_string_is_a_400_naming_the_field(platform)
         (session.patch, f"{resident}/{ids['resident_id']}", {"name": SURROGATE}, ("name",)),
         (session.post, event, {**event_body(), "title": {"en": SURROGATE}}, ("title", "en")),
         (session.patch, f"{event}/{ids['event_id']}", {"venue": SURROGATE}, ("venue",)),
-        (session.post, f"{urls['notifications']}/partners", {"id": "surrogate", "name": SURROGATE, "scopes": {
+        (session.post, f"{urls['partners']}/partners", {"id": "surrogate", "name": SURROGATE, "scopes": {
             "types": ["event.scheduled"], "communities": [HOME]}}, ("name",)),
         (session.put, f"{urls['notifications']}/residents/{ids['resident_id']}/preferences",
          {"opt_outs": [{"category": SURROGATE, "channel": "sms"}]}, ("opt_outs", "0", "category")),

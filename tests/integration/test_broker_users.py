@@ -55,7 +55,7 @@ def test_passwords_come_from_the_environment_or_a_secret_and_a_missing_one_chang
 
 @pytest.fixture
 def service_users(imported):  # noqa: F811
-    """The four users, created as deploy creates them (passwords from the environment), deleted afterwards."""
+    """The five users, created as deploy creates them (passwords from the environment), deleted afterwards."""
     vhost = imported
     prefix = f"linli-test-{RUN_ID}-{secrets.token_hex(3)}-"
     passwords = {cls.name: secrets.token_urlsafe(18) for cls in SERVICES}

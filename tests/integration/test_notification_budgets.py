@@ -13,8 +13,9 @@ from pymongo import monitoring
 
 from contracts import RESIDENT_REGISTERED, build_envelope, parse_envelope
 from services.common.mongo import Database
-from services.notifications import delivery, feed_delivery, feed_store, policy, store
-from services.notifications.feed_delivery import FeedSettings
+from services.notifications import delivery, policy, store
+from services.partners import feed_delivery, feed_store
+from services.partners.feed_delivery import FeedSettings
 from services.notifications.compose import Composer, Recipient
 from tests.integration.test_notifications import platform, sms, smtp  # noqa: F401
 from tests.integration.budgets import commands

@@ -1,7 +1,7 @@
 """Notifications' database budget for events' registration messages (issue #15): a batch costs the
 same few commands whatever its size, the events service is asked about an event only when the
-view does not know it yet, the partner-feed consumer spends no transaction on what no partner
-subscribed to, and a batch of deliveries asks residents for its contacts once. Counts, not timings."""
+view does not know it yet, the partner-feed consumer (of the partners service, beside it) spends no
+transaction on what no partner subscribed to, and a batch of deliveries asks residents for its contacts once. Counts, not timings."""
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -9,13 +9,17 @@ import pytest
 from kombu import Connection, Exchange
 from nameko.rpc import rpc
 from nameko.testing.services import entrypoint_hook
+from prometheus_client import REGISTRY
 
 from contracts import build_envelope, parse_envelope
-from services.notifications import delivery, feed_store, store
-from services.notifications.service import NotificationsService
+from services.notifications import delivery, store
 from services.notifications.event_view import DETAIL_FIELDS
+from services.notifications.service import NotificationsService
+from services.partners import feed_store
+from services.partners.service import PartnersService
 
 from tests.integration.budgets import IN_TRANSACTIONS, commands, spent
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 EVENTS = ("ev-food", "ev-lecture")
@@ -45,6 +49,7 @@ def notifications(container_factory, config, mongo_client):
     container_factory(FakeEvents, config).start()
     container = container_factory(NotificationsService, {**config, "DEFAULT_QUIET_HOURS": "off"})
     container.start()
+    container_factory(PartnersService, config).start()  # the partner-feed consumer of the same messages
     database = mongo_client[config["MONGO_DB_PREFIX"] + "notifications"]
     # The audience, as resident.registered left it: in-app only (no delivery to send meanwhile).
     database[store.AUDIENCE].insert_many([
@@ -157,9 +162,12 @@ def test_registrations_over_the_broker_cost_little_per_message_and_partner_feeds
     assert total / count <= 1.5, cost
     assert sorted(FakeEvents.asked) == sorted(EVENTS)
     # No partner subscribed: the feed consumer read the subscriptions and committed nothing.
-    assert database[feed_store.ENTRIES].count_documents({}) == 0
-    assert database["processed_messages"].count_documents(
-        {"_id": {"$regex": "^notifications.record_feed_entries:"}}) == 0
+    consumed = {"service": "partners", "type": "registration.confirmed", "outcome": "processed"}
+    until(lambda: (REGISTRY.get_sample_value("linli_messages_consumed_total", consumed) or 0) >= count,
+          "partners to compare every registration with its subscriptions")
+    partners = database.client[config["MONGO_DB_PREFIX"] + "partners"]
+    assert partners[feed_store.ENTRIES].count_documents({}) == 0
+    assert partners["processed_messages"].count_documents({}) == 0
     assert IN_TRANSACTIONS.seen["commitTransaction"] - transactions_before <= count / 4
 
 

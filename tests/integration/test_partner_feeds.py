@@ -1,4 +1,4 @@
-"""Partner feeds end to end: residents, events and notifications on a real broker and database;
+"""Partner feeds end to end: residents, events and partners on a real broker and database;
 partners consume with plain pika, receive webhooks on real HTTP servers, and pull pages."""
 import itertools
 import json
@@ -18,16 +18,16 @@ from standardwebhooks import Webhook
 from contracts import RESIDENT_REGISTERED, build_envelope
 from services.common.auth import issue_token
 from services.common.mongo import Database
-from services.notifications import feed_store
 from services.events.service import EventsService
-from services.notifications.service import NotificationsService
+from services.partners import feed_store
+from services.partners.service import PartnersService
 from services.residents.service import ResidentsService
 from tests.conftest import RUN_ID, TEST_SECRET
 from tests.vhost_pool import delete_users_with_prefix
 from tests.waiting import until
 
 pytestmark = pytest.mark.integration
-ADMIN_SCOPES = ["notifications:admin", "residents:write", "residents:pii", "events:write", "events:read"]
+ADMIN_SCOPES = ["partners:admin", "residents:write", "residents:pii", "events:write", "events:read"]
 _venues = itertools.count(1)
 EXIT_ENTRY_SCOPES = {"types": ["resident.registered"], "communities": ["tongzilin"],
                      "personal_fields": ["document_type", "document_number", "name_romanised", "nationality"],
@@ -54,7 +54,7 @@ def feeds_config(config, prefix, **overrides):
 @pytest.fixture
 def platform(container_factory, config, free_port, partner_user_prefix, amqp_uri, vhost):
     urls = {}
-    for service_cls in (ResidentsService, EventsService, NotificationsService):
+    for service_cls in (ResidentsService, EventsService, PartnersService):
         address = f"127.0.0.1:{free_port()}"
         container_factory(service_cls, {**feeds_config(config, partner_user_prefix),
                                         "WEB_SERVER_ADDRESS": address}).start()
@@ -63,17 +63,17 @@ def platform(container_factory, config, free_port, partner_user_prefix, amqp_uri
                                                         communities=["*"])}
 
     class Platform:
-        def notifications(self, method, path, headers=admin, **kwargs):
-            return requests.request(method, urls["notifications"] + path, headers=headers, **kwargs)
+        def partners(self, method, path, headers=admin, **kwargs):
+            return requests.request(method, urls["partners"] + path, headers=headers, **kwargs)
 
         def partner(self, partner_id, scopes):
-            response = self.notifications("POST", "/partners", json={"id": partner_id, "name": partner_id,
+            response = self.partners("POST", "/partners", json={"id": partner_id, "name": partner_id,
                                                                        "scopes": scopes})
             assert response.status_code == 201, response.text
             return response.json()
 
         def subscribe(self, partner_id, **subscription):
-            response = self.notifications("POST", f"/partners/{partner_id}/subscriptions", json=subscription)
+            response = self.partners("POST", f"/partners/{partner_id}/subscriptions", json=subscription)
             assert response.status_code == 201, response.text
             return response.json()
 
@@ -97,7 +97,7 @@ def platform(container_factory, config, free_port, partner_user_prefix, amqp_uri
             assert erased.status_code == 200, erased.text
 
         def deliveries(self, partner_id, status=None):
-            return self.notifications("GET", f"/partners/{partner_id}/deliveries",
+            return self.partners("GET", f"/partners/{partner_id}/deliveries",
                                       params={"status": status} if status else {}).json()["items"]
 
         def residents_registered(self, count):
@@ -118,7 +118,7 @@ def platform(container_factory, config, free_port, partner_user_prefix, amqp_uri
     return Platform()
 
 
-def bearer(*communities, scopes=("notifications:admin",)):
+def bearer(*communities, scopes=("partners:admin",)):
     token = issue_token(TEST_SECRET, subject="test", scopes=list(scopes), communities=list(communities))
     return {"Authorization": f"Bearer {token}"}
 
@@ -149,18 +149,18 @@ def consume(credentials, count, timeout_s=20):
 
 def test_a_partner_cannot_subscribe_beyond_its_scope(platform):
     platform.partner("exit-entry", EXIT_ENTRY_SCOPES)
-    beyond = platform.notifications("POST", "/partners/exit-entry/subscriptions", json={
+    beyond = platform.partners("POST", "/partners/exit-entry/subscriptions", json={
         "types": ["resident.registered", "resident.moved"], "communities": ["tongzilin", "yulin"], "method": "pull"})
     assert beyond.status_code == 422 and beyond.json()["error"] == "outside_partner_scope"
     assert beyond.json()["details"] == {"types": ["resident.moved"], "communities": ["yulin"]}
-    unknown = platform.notifications("POST", "/partners/exit-entry/subscriptions", json={
+    unknown = platform.partners("POST", "/partners/exit-entry/subscriptions", json={
         "types": ["resident.teleported"], "communities": ["tongzilin"], "method": "pull"})
     assert unknown.status_code == 400 and unknown.json()["details"]["types"] == ["resident.teleported"]
-    too_personal = platform.notifications("POST", "/partners", json={
+    too_personal = platform.partners("POST", "/partners", json={
         "id": "nosy", "name": "nosy", "scopes": {"types": ["resident.*"], "communities": "*",
                                                  "personal_fields": ["password"]}})
     assert too_personal.status_code == 422 and too_personal.json()["details"]["personal_fields"] == ["password"]
-    again = platform.notifications("POST", "/partners", json={"id": "exit-entry", "name": "x",
+    again = platform.partners("POST", "/partners", json={"id": "exit-entry", "name": "x",
                                                               "scopes": EXIT_ENTRY_SCOPES})
     assert again.status_code == 409
 
@@ -256,7 +256,7 @@ def test_webhooks_are_signed_and_retried_after_500_and_timeout(platform, receive
     assert receiver.requests[-1]["body"]["data"]["event_id"] == event_id
     [sent] = until(lambda: platform.deliveries("culture-bureau", "sent"), what="the delivery sent")
     assert sent["attempts"] == 3
-    assert "secret" not in json.dumps(platform.notifications("GET", "/partners/culture-bureau").json())
+    assert "secret" not in json.dumps(platform.partners("GET", "/partners/culture-bureau").json())
 
 
 def test_retry_after_is_honoured(platform, receiver):
@@ -275,11 +275,11 @@ def test_410_disables_the_endpoint(platform, receiver):
     receiver.script = [(410, {}, 0)]
     platform.scheduled_event()
     until(lambda: platform.deliveries("culture-bureau", "disabled"), what="the delivery disabled")
-    [subscription] = platform.notifications("GET", "/partners/culture-bureau").json()["subscriptions"]
+    [subscription] = platform.partners("GET", "/partners/culture-bureau").json()["subscriptions"]
     assert subscription["status"] == "disabled"
 
     platform.scheduled_event()
-    until(lambda: len(platform.notifications("GET", "/feeds/sentinel").json()["items"]) == 2,
+    until(lambda: len(platform.partners("GET", "/feeds/sentinel").json()["items"]) == 2,
                what="the second event recorded")
     assert len(receiver.requests) == 1 and len(platform.deliveries("culture-bureau")) == 1
 
@@ -290,17 +290,17 @@ def test_failed_deliveries_are_listed_and_retried(platform, receiver):
     platform.scheduled_event()
     [failed] = until(lambda: platform.deliveries("culture-bureau", "failed"), what="the delivery failed")
     assert failed["attempts"] == 3 and failed["last_error"] == "HTTP 500"
-    retried = platform.notifications("POST", f"/partners/culture-bureau/deliveries/{failed['id']}/retry")
+    retried = platform.partners("POST", f"/partners/culture-bureau/deliveries/{failed['id']}/retry")
     assert retried.status_code == 202
     until(lambda: platform.deliveries("culture-bureau", "sent"), what="the retried delivery sent")
     assert len(receiver.requests) == 4 and len({r["headers"]["webhook-id"] for r in receiver.requests}) == 1
-    again = platform.notifications("POST", f"/partners/culture-bureau/deliveries/{failed['id']}/retry")
+    again = platform.partners("POST", f"/partners/culture-bureau/deliveries/{failed['id']}/retry")
     assert again.status_code == 409 and again.json()["error"] == "not_retryable"
 
 
 def test_a_webhook_on_a_private_address_is_refused(container_factory, config, free_port, partner_user_prefix):
     address = f"127.0.0.1:{free_port()}"
-    container_factory(NotificationsService, {**feeds_config(config, partner_user_prefix, WEBHOOK_ALLOW_PRIVATE=False),
+    container_factory(PartnersService, {**feeds_config(config, partner_user_prefix, WEBHOOK_ALLOW_PRIVATE=False),
                                              "WEB_SERVER_ADDRESS": address}).start()
     admin = {"Authorization": "Bearer " + issue_token(TEST_SECRET, subject="test", scopes=ADMIN_SCOPES,
                                                         communities=["*"])}
@@ -322,12 +322,12 @@ def test_pull_feed_pages_with_stable_cursors(platform):
                                                           scopes=["feeds:read"], communities=[])}
 
     def page(after=None, headers=partner):
-        response = platform.notifications("GET", "/feeds/grid-centre", headers=headers,
+        response = platform.partners("GET", "/feeds/grid-centre", headers=headers,
                                           params={"limit": 3, **({"after": after} if after else {})})
         assert response.status_code == 200, response.text
         return response.json()
 
-    until(lambda: len(platform.notifications("GET", "/feeds/grid-centre").json()["items"]) == 7,
+    until(lambda: len(platform.partners("GET", "/feeds/grid-centre").json()["items"]) == 7,
                what="seven entries")
     pages, cursors, after = [], [], None
     while True:
@@ -343,14 +343,14 @@ def test_pull_feed_pages_with_stable_cursors(platform):
     assert sorted(read) == sorted(residents) and len(set(read)) == 7  # no gaps, no duplicates
     assert [page(cursor)["items"] for cursor in cursors] == pages  # the same pages when read again
 
-    bad = platform.notifications("GET", "/feeds/grid-centre", headers=partner, params={"after": "abc"})
+    bad = platform.partners("GET", "/feeds/grid-centre", headers=partner, params={"after": "abc"})
     assert bad.status_code == 400 and "after" in bad.json()["message"]
-    bad_limit = platform.notifications("GET", "/feeds/grid-centre", headers=partner, params={"limit": "0"})
+    bad_limit = platform.partners("GET", "/feeds/grid-centre", headers=partner, params={"limit": "0"})
     assert bad_limit.status_code == 400 and "limit" in bad_limit.json()["message"]
     stranger = {"Authorization": "Bearer " + issue_token(TEST_SECRET, subject="partner:other",
                                                            scopes=["feeds:read"], communities=[])}
-    assert platform.notifications("GET", "/feeds/grid-centre", headers=stranger).status_code == 403
-    assert platform.notifications("GET", "/feeds/grid-centre", headers={}).status_code == 401
+    assert platform.partners("GET", "/feeds/grid-centre", headers=stranger).status_code == 403
+    assert platform.partners("GET", "/feeds/grid-centre", headers={}).status_code == 401
 
 
 def test_replay_resends_with_the_same_ids(platform):
@@ -360,10 +360,10 @@ def test_replay_resends_with_the_same_ids(platform):
     platform.scheduled_event()
     platform.scheduled_event()
     first = [m["id"] for m in consume(culture, 2)]
-    replay = platform.notifications("POST", "/partners/culture-bureau/replay", json={"since": since})
+    replay = platform.partners("POST", "/partners/culture-bureau/replay", json={"since": since})
     assert replay.status_code == 202 and replay.json()["deliveries"] == 2
     assert sorted(m["id"] for m in consume(culture, 2)) == sorted(first)
-    bad = platform.notifications("POST", "/partners/culture-bureau/replay", json={"since": "yesterday"})
+    bad = platform.partners("POST", "/partners/culture-bureau/replay", json={"since": "yesterday"})
     assert bad.status_code == 400 and "since" in bad.json()["details"]["fields"]
 
 
@@ -376,11 +376,11 @@ def test_a_redelivered_message_does_not_make_a_second_entry(platform, mongo_clie
     sentinel = build_envelope("resident.registered", data, source="linli/residents", community="tongzilin")
     for envelope in (twice, twice, sentinel):
         platform.publish_raw("residents", envelope)
-    items = until(lambda: [i["id"] for i in platform.notifications("GET", "/feeds/grid-centre").json()["items"]
-                                if i["id"] == sentinel.id] and platform.notifications(
+    items = until(lambda: [i["id"] for i in platform.partners("GET", "/feeds/grid-centre").json()["items"]
+                                if i["id"] == sentinel.id] and platform.partners(
                                     "GET", "/feeds/grid-centre").json()["items"], what="the sentinel recorded")
     assert [item["id"] for item in items] == [twice.id, sentinel.id]
-    entries = mongo_client[config["MONGO_DB_PREFIX"] + "notifications"]["feed_entries"]
+    entries = mongo_client[config["MONGO_DB_PREFIX"] + "partners"]["feed_entries"]
     assert entries.count_documents({"envelope.id": twice.id}) == 1
 
 
@@ -388,15 +388,15 @@ def test_personal_fields_are_fetched_when_delivered_and_an_erased_resident_gives
     platform.partner("exit-entry", EXIT_ENTRY_SCOPES)
     platform.subscribe("exit-entry", types=["resident.registered"], communities=["tongzilin"], method="pull")
     marie = platform.resident(**MARIE)
-    [item] = until(lambda: platform.notifications("GET", "/feeds/exit-entry").json()["items"], what="the entry")
+    [item] = until(lambda: platform.partners("GET", "/feeds/exit-entry").json()["items"], what="the entry")
     assert item["data"]["personal"]["document_number"] == "E12345678"
     platform.erase(marie)
-    [item] = platform.notifications("GET", "/feeds/exit-entry").json()["items"]
+    [item] = platform.partners("GET", "/feeds/exit-entry").json()["items"]
     assert item["data"]["resident_id"] == marie and "personal" not in item["data"]
 
 
 def test_two_instances_never_claim_one_delivery_at_once(mongo_client, config):
-    db = Database(mongo_client, config["MONGO_DB_PREFIX"] + "notifications")
+    db = Database(mongo_client, config["MONGO_DB_PREFIX"] + "partners")
     db[feed_store.DELIVERIES].insert_one(feed_store._new_delivery(
         {"_id": "s1", "partner_id": "p1", "method": "webhook"}, "e1:s1", "e1", feed_store.now()))
     pool = eventlet.GreenPool(10)
@@ -409,7 +409,7 @@ def test_a_one_community_admin_reaches_only_partners_within_its_communities(plat
     local = bearer("tongzilin")
 
     def register(partner_id, scopes, headers=local):
-        return platform.notifications("POST", "/partners", headers=headers,
+        return platform.partners("POST", "/partners", headers=headers,
                                       json={"id": partner_id, "name": partner_id, "scopes": scopes})
 
     city_wide = register("culture-bureau", CULTURE_SCOPES)
@@ -419,12 +419,12 @@ def test_a_one_community_admin_reaches_only_partners_within_its_communities(plat
     assert two.status_code == 403 and two.json()["details"]["communities"] == ["yulin"]
     personal = register("exit-entry", EXIT_ENTRY_SCOPES)  # tongzilin only, but with personal fields
     assert personal.status_code == 403 and "residents:pii" in personal.json()["message"]
-    assert platform.notifications("GET", "/partners/culture-bureau").status_code == 404  # nothing was made
-    with_pii = bearer("tongzilin", scopes=("notifications:admin", "residents:pii"))
+    assert platform.partners("GET", "/partners/culture-bureau").status_code == 404  # nothing was made
+    with_pii = bearer("tongzilin", scopes=("partners:admin", "residents:pii"))
     assert register("exit-entry", EXIT_ENTRY_SCOPES, headers=with_pii).status_code == 201
     assert register("grid-centre", {"types": ["resident.registered"], "communities": ["tongzilin"]}).status_code == 201
-    assert platform.notifications("GET", "/partners/grid-centre", headers=local).status_code == 200
-    own = platform.notifications("POST", "/partners/grid-centre/subscriptions", headers=local, json={
+    assert platform.partners("GET", "/partners/grid-centre", headers=local).status_code == 200
+    own = platform.partners("POST", "/partners/grid-centre/subscriptions", headers=local, json={
         "types": ["resident.registered"], "communities": ["tongzilin"], "method": "pull"})
     assert own.status_code == 201, own.text
 
@@ -440,16 +440,16 @@ def test_a_one_community_admin_reaches_only_partners_within_its_communities(plat
             ("GET", "/partners/culture-bureau/deliveries", {}),
             ("POST", "/partners/culture-bureau/deliveries/0123456789abcdef/retry", {}),
             ("GET", "/feeds/culture-bureau", {})):
-        answer = platform.notifications(method, path, headers=local, **kwargs)
+        answer = platform.partners(method, path, headers=local, **kwargs)
         assert answer.status_code == 403, (method, path, answer.status_code, answer.text)
         assert answer.json()["error"] == "outside_token_communities" and answer.json()["details"]["communities"] == [
             "*"], (method, path, answer.text)
 
     # Within its community, a feed with personal fields is read only with residents:pii.
     platform.subscribe("exit-entry", types=["resident.registered"], communities=["tongzilin"], method="pull")
-    feed = platform.notifications("GET", "/feeds/exit-entry", headers=local)
+    feed = platform.partners("GET", "/feeds/exit-entry", headers=local)
     assert feed.status_code == 403 and "residents:pii" in feed.json()["message"]
-    assert platform.notifications("GET", "/feeds/exit-entry", headers=with_pii).status_code == 200
+    assert platform.partners("GET", "/feeds/exit-entry", headers=with_pii).status_code == 200
 
 
 def test_deliveries_page_newest_first_with_a_cursor(platform):
@@ -459,7 +459,7 @@ def test_deliveries_page_newest_first_with_a_cursor(platform):
     until(lambda: len(platform.deliveries("grid-centre")) == 7, what="seven deliveries")
 
     def page(after=None, **params):
-        response = platform.notifications("GET", "/partners/grid-centre/deliveries",
+        response = platform.partners("GET", "/partners/grid-centre/deliveries",
                                           params={"limit": 3, **params, **({"after": after} if after else {})})
         assert response.status_code == 200, response.text
         return response.json()
@@ -490,11 +490,11 @@ def test_bad_paging_parameters_are_400s_naming_the_parameter(platform):
         for name, value in (("after", huge), ("after", str(2 ** 63)), ("after", "-1"), ("after", "\u00b2"),
                             ("after", "1.5"), ("limit", huge), ("limit", "0"), ("limit", "-3"),
                             ("limit", "\u00b2"), ("limit", "ten")):
-            answer = platform.notifications("GET", path, params={name: value})
+            answer = platform.partners("GET", path, params={name: value})
             assert answer.status_code == 400, (path, name, value, answer.status_code, answer.text)
             assert answer.json()["details"] == {name: value} and name in answer.json()["message"], answer.text
-    assert platform.notifications("GET", "/feeds/grid-centre", params={"after": str(2 ** 63 - 1)}).status_code == 200
-    lost = platform.notifications("GET", "/partners/grid-centre/deliveries", params={"status": "lost"})
+    assert platform.partners("GET", "/feeds/grid-centre", params={"after": str(2 ** 63 - 1)}).status_code == 200
+    lost = platform.partners("GET", "/partners/grid-centre/deliveries", params={"status": "lost"})
     assert lost.status_code == 400 and lost.json()["details"] == {"status": "lost"}
 
 
@@ -504,21 +504,21 @@ def test_a_subscription_disabled_by_410_is_enabled_again_and_sends_what_it_held(
     event_id = platform.scheduled_event()
     [held] = until(lambda: platform.deliveries("culture-bureau", "disabled"), what="the delivery disabled")
     enable = f"/partners/culture-bureau/subscriptions/{subscription['id']}/enable"
-    enabled = platform.notifications("POST", enable)
+    enabled = platform.partners("POST", enable)
     assert enabled.status_code == 200, enabled.text
     assert enabled.json()["status"] == "active" and enabled.json()["disabled_reason"] is None
     assert enabled.json()["resumed_deliveries"] == 1
     [sent] = until(lambda: platform.deliveries("culture-bureau", "sent"), what="the held delivery sent")
     assert sent["id"] == held["id"] and receiver.requests[-1]["body"]["data"]["event_id"] == event_id
     assert receiver.requests[1]["headers"]["webhook-id"] == receiver.requests[0]["headers"]["webhook-id"]
-    [shown] = platform.notifications("GET", "/partners/culture-bureau").json()["subscriptions"]
+    [shown] = platform.partners("GET", "/partners/culture-bureau").json()["subscriptions"]
     assert shown["status"] == "active"
 
     platform.scheduled_event()  # and what comes now is delivered again
     until(lambda: len(platform.deliveries("culture-bureau", "sent")) == 2, what="the next event sent")
-    again = platform.notifications("POST", enable)
+    again = platform.partners("POST", enable)
     assert again.status_code == 200 and again.json()["resumed_deliveries"] == 0
-    missing = platform.notifications("POST", "/partners/culture-bureau/subscriptions/nope/enable")
+    missing = platform.partners("POST", "/partners/culture-bureau/subscriptions/nope/enable")
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
 
 
@@ -527,9 +527,9 @@ def test_deliveries_stored_before_paging_get_their_list_key_once(mongo_client, d
     (so it shows in the newest-first pages), and marks that done, so later starts scan nothing."""
     from datetime import datetime, timezone
 
-    from services.notifications import feed_store
+    from services.partners import feed_store
 
-    db = mongo_client[db_prefix + "notifications"]
+    db = mongo_client[db_prefix + "partners"]
     at = datetime(2026, 11, 1, 8, 30, tzinfo=timezone.utc)
     db[feed_store.DELIVERIES].insert_one({"_id": "a" * 32, "partner_id": "exit-entry", "status": "sent",
                                           "created_at": at})

@@ -58,7 +58,7 @@ def test_ready_is_503_naming_consumers_that_are_not_attached(container_factory, 
 
 @pytest.fixture
 def processes(tmp_path, amqp_uri, mongo_uri, db_prefix, free_port):
-    """The four services as processes of their own, logging as configured in their config.yaml."""
+    """The five services as processes of their own, logging as configured in their config.yaml."""
     platform = Platform(var=tmp_path, rabbitmq_owner=None)
     platform.env = {k: v for k, v in os.environ.items() if not k.startswith("LINLI_")}
     platform.env.update(LINLI_AMQP_URI=amqp_uri, LINLI_MONGO_URI=mongo_uri, LINLI_DB_PREFIX=db_prefix,

@@ -19,7 +19,7 @@ import requests
 
 from platform_tools.contract_docs import service_classes
 from services.common.web import MAX_BODY_BYTES, ApiEndpoint
-from services.notifications import feed_store
+from services.partners import feed_store
 from services.notifications.service import UNSUBSCRIBE_AUDIENCE
 from tests.data.sample_form import form_csv
 
@@ -150,10 +150,10 @@ def platform(container_factory, config, free_port, token, mongo_client):
                              params={"filename": "form.csv"}, headers=admin)
     assert (created.status_code, imported.status_code) == (201, 202), created.text + imported.text
     # A partner of the home community, written straight to the database (no broker user to clean up).
-    notifications_db = mongo_client[config["MONGO_DB_PREFIX"] + "notifications"]
-    feed_store.insert_partner(notifications_db, {"_id": "security-walk", "name": "walk", "scopes": {
+    partners_db = mongo_client[config["MONGO_DB_PREFIX"] + "partners"]
+    feed_store.insert_partner(partners_db, {"_id": "security-walk", "name": "walk", "scopes": {
         "types": ["event.scheduled"], "communities": [HOME], "personal_fields": [], "personal_residence_types": []}})
-    subscription = feed_store.insert_subscription(notifications_db, {
+    subscription = feed_store.insert_subscription(partners_db, {
         "partner_id": "security-walk", "types": ["event.scheduled"], "communities": [HOME], "method": "pull",
         "url": None, "secret": None})
     ids = {"resident": created.json()["id"], "event": event_id, "import": imported.json()["id"],
@@ -206,8 +206,8 @@ def test_every_route_refuses_missing_bad_expired_unscoped_and_foreign_tokens(pla
         expect(route, "expired token", {401}, send(bearer(expired)))
         if scope is None:
             expect(route, "no feeds:read scope", {403}, send(bearer(token(ALL_SCOPES - {"feeds:read",
-                                                                                       "notifications:admin"}))))
-            expect(route, f"admin of only {OTHER}", {403}, send(bearer(token(["notifications:admin"], [OTHER]))))
+                                                                                       "partners:admin"}))))
+            expect(route, f"admin of only {OTHER}", {403}, send(bearer(token(["partners:admin"], [OTHER]))))
             continue
         unscoped = send(bearer(token(ALL_SCOPES - {scope}, communities=["*"])))
         expect(route, "every scope but its own", {403}, unscoped)

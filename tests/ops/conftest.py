@@ -50,7 +50,7 @@ def ops_vhost():
 
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory, ops_vhost):
-    """The four services, up, with an SMTP sink and without quiet hours (deliveries go out now)."""
+    """The five services, up, with an SMTP sink and without quiet hours (deliveries go out now)."""
     var = tmp_path_factory.mktemp("linli-ops")
     smtp = SmtpServer(free_port(), var / "maildir")
     smtp.start()

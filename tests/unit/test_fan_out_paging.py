@@ -4,7 +4,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from services.notifications import fan_outs, leases, rules
+from services.common import leases
+from services.notifications import fan_outs, rules
 from services.notifications.policy import Preferences
 from services.notifications.store import LeaseLost
 from tests.unit.fakes.fan_outs import FakeFanOuts

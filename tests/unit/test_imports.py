@@ -68,4 +68,4 @@ def test_the_walk_sees_imports_inside_functions():
     edges = graph()
     assert "services.common.outbox" in edges["services.residents.service"] or any(
         m.startswith("services.common") for m in edges["services.residents.service"])
-    assert "services.notifications.broker_admin" in edges["platform_tools.broker_users"]  # inside a function
+    assert "services.partners.broker_admin" in edges["platform_tools.broker_users"]  # inside a function

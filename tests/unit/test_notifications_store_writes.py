@@ -4,7 +4,8 @@ from datetime import datetime, timezone
 
 from pymongo import UpdateMany, UpdateOne
 
-from services.notifications import leases, store
+from services.common import leases
+from services.notifications import store
 from services.notifications.delivery import Attempt
 
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=timezone.utc)

@@ -6,7 +6,7 @@ from email.utils import format_datetime
 import pytest
 
 from contracts.feeds import PARTNER_PERSONAL_FIELDS, PartnerFeedEnvelopeV1, personal_fields_of
-from services.notifications import feeds
+from services.partners import feeds
 
 EXIT_ENTRY = feeds.PartnerScopes.from_request(
     types=["resident.registered", "resident.departed"], communities=["tongzilin"],

@@ -7,7 +7,7 @@ from contracts import RESIDENT_FORM_SUBMITTED, RESIDENT_REGISTERED, ContractErro
 from contracts.registry import INGEST_DOOR, OUTSIDE, Registry
 from platform_tools import contract_docs
 from services.common.messaging import message_handler
-from services.notifications import feeds
+from services.partners import feeds
 from services.reports import service as reports
 
 

@@ -12,7 +12,7 @@ from services.common.community_time import community_zone
 from services.reports import figures, history, profile, scorecard
 from services.reports.store import ReportsStore
 from tests.unit.fakes.reports_store import FakeReportsStore, FakeUnitOfWork
-from tests.unit.test_reports_projections import HISTORY, completed, feedback, message, registered
+from tests.unit.test_reports_projections import HISTORY, completed, feedback, registered
 
 ZONE = community_zone()
 TODAY = date(2026, 11, 26)

@@ -7,7 +7,7 @@ import copy
 import uuid
 from datetime import timedelta
 
-from services.notifications import leases
+from services.common import leases
 from services.notifications.compose import Recipient
 from services.notifications.store import LeaseLost
 

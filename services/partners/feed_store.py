@@ -1,4 +1,4 @@
-"""Storage of partner feeds in the notifications database (pymongo: feed entries are
+"""Storage of partner feeds in the partners database (pymongo: feed entries are
 written inside the exactly-once transaction, whose session mongoengine cannot take).
 
 - ``partners``: ``_id`` the partner id, its name and scopes, its broker user and queue.
@@ -21,7 +21,8 @@ from datetime import datetime, timedelta, timezone
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 
 from contracts import registry
-from services.notifications import feeds, leases
+from services.common import leases
+from services.partners import feeds
 
 PARTNERS, SUBSCRIPTIONS, COUNTERS = "partners", "feed_subscriptions", "feed_counters"
 ENTRIES, DELIVERIES = "feed_entries", "feed_deliveries"

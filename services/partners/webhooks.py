@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import requests
 from standardwebhooks import Webhook
 
-from services.notifications.feeds import parse_retry_after
+from services.partners.feeds import parse_retry_after
 
 CONTENT_TYPE = "application/cloudevents+json"
 

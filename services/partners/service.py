@@ -1,4 +1,5 @@
-"""Partner feeds: the entrypoints. ``NotificationsService`` inherits ``PartnerFeeds``.
+"""The partners service: partner departments (exit-entry administration, civil affairs, the culture
+bureau, ...) and the feeds of the facts they are entitled to.
 
 Partner departments are registered with the scopes they are entitled to and
 subscribe within them; every platform message a subscription matches is
@@ -12,18 +13,23 @@ from contextlib import contextmanager
 from functools import partial
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from nameko.dependency_providers import Config
 from nameko.exceptions import RemoteError
 from nameko.rpc import RpcProxy, rpc
 from pymongo.errors import DuplicateKeyError
 
 from services.common.auth import Forbidden, principal_from_header
+from services.common.base import ServiceBase
+from services.common.mongo import MongoDatabase
+from services.common.sealing import OpenSealed
 from services.common.timers import configured_timer
 from services.common.web import ApiError, Conflict, NotFound, api, load
-from services.notifications import feed_delivery, feed_store, feeds, webhooks
-from services.notifications.broker_admin import BrokerAdminError, PartnerBroker
-from services.notifications.feed_recording import feed_recorder
+from services.partners import feed_delivery, feed_store, feeds, webhooks
+from services.partners.broker_admin import BrokerAdminError, PartnerBroker
+from services.partners.feed_recording import feed_recorder
+from services.partners.migrations import FromNotifications
 
-ADMIN_SCOPE = "notifications:admin"
+ADMIN_SCOPE = "partners:admin"
 FEED_READ_SCOPE = "feeds:read"
 PII_SCOPE = "residents:pii"
 
@@ -116,12 +122,18 @@ def _require_reach(principal, partner: dict) -> None:
     principal.require_communities(partner["scopes"]["communities"], f"partner {partner['_id']!r}")
 
 
-class PartnerFeeds:
-    """Mixin of ``NotificationsService``: uses its ``db`` (the one ``MongoDatabase``)."""
+class PartnersService(ServiceBase):
+    name = "partners"
 
+    # Partner feeds kept by notifications before this service existed come over first (``migrations``).
+    from_notifications = FromNotifications()
+    db = MongoDatabase("partners", prepare=feed_store.ensure_indexes)
     feed_config = feed_delivery.FeedConfig()
     partner_broker = PartnerBroker()
     feed_residents = RpcProxy("residents")
+    # Opens the personal fields the residents service sealed for this service (partner feeds).
+    open_personal = OpenSealed()
+    config = Config()
 
     # -- partners and subscriptions ------------------------------------------
 

@@ -19,8 +19,8 @@ from prometheus_client.core import GaugeMetricFamily
 
 from services.common.metrics import scrape_time_metrics
 
-from services.notifications import feed_store, feeds, webhooks
-from services.notifications.broker_admin import FEEDS_EXCHANGE
+from services.partners import feed_store, feeds, webhooks
+from services.partners.broker_admin import FEEDS_EXCHANGE
 
 log = logging.getLogger(__name__)
 TRY_AGAIN_S = 5  # after trouble on our side (broker, residents service): not the partner's attempt
@@ -194,7 +194,7 @@ def _publish_to_queue(feed_config: FeedConfig, delivery: dict, envelope: dict) -
     return feed_store.sent(delivery)
 
 
-@scrape_time_metrics("notifications")
+@scrape_time_metrics("partners")
 def failing_deliveries(container) -> list:
     """Per partner and method: deliveries that failed at least once and are still pending, and how
     long the oldest has waited — an endpoint failing for an hour shows here, whatever the retry schedule."""
@@ -206,8 +206,7 @@ def failing_deliveries(container) -> list:
     oldest = GaugeMetricFamily("linli_feed_oldest_failing_delivery_age_seconds",
                                "Age of the oldest feed delivery that failed at least once and is still pending.",
                                labels=["partner", "method"])
-    database = mongoengine.get_connection("notifications")[container.config.get("MONGO_DB_PREFIX", "linli_")
-                                                           + "notifications"]
+    database = mongoengine.get_connection("partners")[container.config.get("MONGO_DB_PREFIX", "linli_") + "partners"]
     now = feed_store.now()
     for group in database[feed_store.DELIVERIES].aggregate([
         {"$match": {"status": "pending", "attempts": {"$gte": 1}}},

@@ -15,7 +15,7 @@ import functools
 
 from services.common.metrics import MESSAGES_CONSUMED
 from services.common.multi_source import MultiSourceMessageHandler
-from services.notifications import feed_store
+from services.partners import feed_store
 
 
 def feed_recorder(sources, *, max_batch: int = 200, max_wait_s: float = 0.02):
