@@ -166,8 +166,9 @@ def is_centre(claimed: dict) -> bool:
     return claimed["recipient"].startswith(CENTRE_PREFIX)
 
 
-def assemble_digests(db, client, due_by: datetime, now: datetime) -> int:
-    """Group each resident's deliveries held until ``due_by`` into one digest per channel, sent from ``now``."""
+def assemble_digests(db, create_atomically, due_by: datetime, now: datetime) -> int:
+    """Group each resident's deliveries held until ``due_by`` into one digest per channel, sent from ``now``;
+    ``create_atomically(records, then)`` makes each digest and marks what it groups in one transaction."""
     held = sorted(store.held_due(db, due_by), key=lambda d: (d["recipient"], d["channel"]))
     made = 0
     for (recipient_id, channel), group in groupby(held, key=lambda d: (d["recipient"], d["channel"])):
@@ -182,8 +183,7 @@ def assemble_digests(db, client, due_by: datetime, now: datetime) -> int:
         records = [(notification, [delivery(notification, policy.Plan(channel, now))])]
 
         ids = [d["_id"] for d in group]
-        store.create_atomically(db, client, records,
-                                then=lambda session, ids=ids, digest_id=notification["_id"]:
-                                store.mark_digested(db, ids, digest_id, session=session))
+        create_atomically(records, then=lambda session, ids=ids, digest_id=notification["_id"]:
+                          store.mark_digested(db, ids, digest_id, session=session))
         made += 1
     return made

@@ -190,7 +190,7 @@ class NotificationsService(ServiceBase):
     @rpc
     def run_digests(self, now: str | None = None) -> int:
         """Digests of everything held until ``now`` (default: the present), sent at once."""
-        return delivery.assemble_digests(self.db, self.db.client, _when(now), _now())
+        return delivery.assemble_digests(self.db, self._create_atomically, _when(now), _now())
 
     @rpc
     def run_event_reminders(self, now: str | None = None) -> int:
@@ -235,7 +235,7 @@ class NotificationsService(ServiceBase):
 
     def _create_atomically(self, records, then=None) -> list:
         """``store.create`` (and ``then(session)``) with the outcomes it reports, in a transaction of its
-        own, for timers outside a handler. Two instances may race to create the same records: the
+        own, for timers outside a handler (reminders, fan-outs, digests). Two instances may race to create the same records: the
         loser's transaction fails on the unique ids, and its retry finds them made."""
         def work(session, publish):
             made = store.create(self.db, records, session=session)

@@ -14,7 +14,6 @@ from pymongo import ASCENDING, DESCENDING, UpdateMany, UpdateOne
 
 from services.common import leases
 from services.common.paging import page, window
-from services.common.races import retried
 from services.notifications.compose import Recipient, preferences_from
 from services.notifications.policy import Preferences
 
@@ -237,25 +236,6 @@ def create(db, records: list[tuple[dict, list[dict]]], session=None) -> list[dic
         if deliveries:
             db[DELIVERIES].insert_many(deliveries, ordered=False, session=session)
     return [n for n, _ in fresh]
-
-
-def create_atomically(db, client, records: list, then=None) -> list[dict]:
-    """``create`` in a transaction of its own (with ``then(session)``), for timers outside a handler.
-
-    Two instances may race to create the same records: the loser's
-    transaction fails on the unique ids, and its retry finds them made.
-    """
-    def in_transaction(session):
-        made = create(db, records, session=session)
-        if then is not None:
-            then(session)
-        return made
-
-    def run(attempt: int) -> list[dict]:
-        with client.start_session() as session:
-            return session.with_transaction(in_transaction)
-
-    return retried(run)
 
 
 def inbox(db, recipient: str, query: dict) -> tuple[list[tuple[dict, list[dict]]], str | None]:
