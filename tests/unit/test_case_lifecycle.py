@@ -171,6 +171,12 @@ def test_waiting_for_the_resident_pauses_the_clock_and_resuming_restarts_it():
     assert resumed.case.running_clocks == {"first_contact", "resolve"} and not resumed.case.paused_clocks
 
 
+@pytest.mark.parametrize("actor", [Actor("visitor"), Actor("department"), Actor("department", "sanitation")])
+def test_someone_without_a_part_in_the_case_cannot_resume_it(actor):
+    paused = apply(acknowledged(), "pause", LIGHTING, T0).case
+    assert refused(paused, "resume", actor).code == "actor_not_allowed"
+
+
 @pytest.mark.parametrize("reply", ["", "   ", None])
 def test_resolving_needs_a_reply(reply):
     assert refused(acknowledged(), "resolve", LIGHTING, {"reply": reply}).code == "reply_required"
@@ -239,6 +245,7 @@ def _guard_holds(before, step, action, arguments, at):
     if action == "reject":
         assert before.lead != COMMUNITY and arguments["reason_code"] in lifecycle.REJECT_REASONS
     if action == "request_extension":
+        assert before.extension_requested_until is None
         assert before.resolve_due_at is not None and at < before.resolve_due_at < arguments["until"]
     if action in ("grant_extension", "refuse_extension"):
         assert before.extension_requested_until is not None
@@ -311,6 +318,7 @@ class RandomLifecycle(RuleBasedStateMachine):
         assert case.owner == (case.lead if case.state in lifecycle.DEPARTMENT_STATES else COMMUNITY)
         assert not case.running_clocks & case.paused_clocks
         assert bool(case.paused_clocks) <= (case.state == "waiting_for_resident")
+        assert not (case.state == "waiting_for_resident" and case.running_clocks)
         if case.state in ("submitted", "accepted", "called_back", "closed", "merged"):
             assert not case.running_clocks | case.paused_clocks
 
