@@ -80,7 +80,7 @@ TABLE: dict[str, Transition] = {
 ARGUMENTS: dict[str, tuple[frozenset, frozenset]] = {
     action: (frozenset(required.split()), frozenset(optional.split())) for action, required, optional in (
         ("dispatch", "lead", "co_handlers"), ("reject", "reason_code", "suggested_owner"),
-        ("request_extension", "until", ""), ("resolve", "reply", ""), ("call_back", "satisfaction", ""),
+        ("request_extension", "until", ""), ("resolve", "reply", ""), ("call_back", "satisfaction", "cause"),
         ("reopen", "reason_code", "reason"), ("merge", "parent_id parent_state", ""))}
 
 
@@ -275,10 +275,14 @@ def _resolve(case, arguments, at, action):
 
 
 def _call_back(case, arguments, at, action):
-    if arguments["satisfaction"] not in SATISFACTION:
+    satisfaction, cause = arguments["satisfaction"], arguments.get("cause")
+    if satisfaction not in SATISFACTION:
         raise IllegalTransition("satisfaction_unknown", f"satisfaction is one of {list(SATISFACTION)}", case,
                                 action)
-    return {"satisfaction": arguments["satisfaction"]}, {"satisfaction": arguments["satisfaction"]}
+    if (cause in DISSATISFACTION_CAUSES) != (satisfaction == "unsatisfied"):  # the reports count each cause
+        raise IllegalTransition("cause_invalid", f"an unsatisfied answer, and only it, has a cause, one of "
+                                f"{list(DISSATISFACTION_CAUSES)}", case, action)
+    return {"satisfaction": satisfaction}, {"satisfaction": satisfaction, "cause": cause}
 
 
 def _reopen(case, arguments, at, action):

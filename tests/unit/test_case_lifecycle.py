@@ -184,7 +184,8 @@ def test_resolving_needs_a_reply(reply):
 
 def test_an_unsatisfied_resident_reopens_with_a_reason_even_a_closed_case():
     resolved = apply(acknowledged(), "resolve", LIGHTING, T0, {"reply": "已修复"}).case
-    called_back = apply(resolved, "call_back", COMMITTEE, T0, {"satisfaction": "unsatisfied"}).case
+    called_back = apply(resolved, "call_back", COMMITTEE, T0,
+                        {"satisfaction": "unsatisfied", "cause": "current_policy"}).case
     closed = apply(called_back, "close", COMMITTEE, T0).case
     assert lifecycle.allowed_actions(closed) == ["reopen"]
     for case in (resolved, called_back, closed):
@@ -197,9 +198,16 @@ def test_an_unsatisfied_resident_reopens_with_a_reason_even_a_closed_case():
         assert "又坏了" not in repr(step.fact_data)
 
 
-def test_satisfaction_is_one_of_three_answers():
+def test_satisfaction_is_one_of_three_answers_and_an_unsatisfied_one_has_a_cause():
     resolved = apply(acknowledged(), "resolve", LIGHTING, T0, {"reply": "已修复"}).case
     assert refused(resolved, "call_back", SYSTEM, {"satisfaction": "meh"}).code == "satisfaction_unknown"
+    assert refused(resolved, "call_back", SYSTEM, {"satisfaction": "unsatisfied"}).code == "cause_invalid"
+    assert refused(resolved, "call_back", SYSTEM, {"satisfaction": "unsatisfied", "cause": "x"}).code == (
+        "cause_invalid")
+    assert refused(resolved, "call_back", SYSTEM, {"satisfaction": "satisfied", "cause": "other"}).code == (
+        "cause_invalid")
+    step = apply(resolved, "call_back", SYSTEM, T0, {"satisfaction": "unsatisfied", "cause": "recurring_problem"})
+    assert step.fact_data["cause"] == "recurring_problem" and step.case.satisfaction == "unsatisfied"
 
 
 def test_a_merged_child_follows_its_parent():
@@ -226,7 +234,8 @@ VALUES = {
     "reason_code": st.sampled_from([*lifecycle.REJECT_REASONS, *lifecycle.DISSATISFACTION_CAUSES, "x"]),
     "suggested_owner": st.sampled_from([None, *PARTIES]), "until": TIMES,
     "reply": st.sampled_from(["", " ", "已修复", None]), "satisfaction": st.sampled_from([*lifecycle.SATISFACTION, ""]),
-    "reason": st.sampled_from(["", "又坏了", 3]), "parent_id": st.sampled_from(["case-1", "case-2", ""]),
+    "reason": st.sampled_from(["", "又坏了", 3]), "cause": st.sampled_from([None, "other", "x"]),
+    "parent_id": st.sampled_from(["case-1", "case-2", ""]),
     "parent_state": st.sampled_from(lifecycle.STATES), "colour": st.just("red"),
 }
 LIKELY = {"lead": st.sampled_from(PARTIES[:4]), "co_handlers": st.just([]), "reply": st.just("已修复"),
@@ -251,6 +260,9 @@ def _guard_holds(before, step, action, arguments, at):
         assert before.extension_requested_until is not None
     if action == "resolve":
         assert arguments["reply"].strip()
+    if action == "call_back":
+        assert (arguments.get("cause") in lifecycle.DISSATISFACTION_CAUSES) == (
+            arguments["satisfaction"] == "unsatisfied")
     if action == "reopen":
         assert arguments["reason_code"] in lifecycle.DISSATISFACTION_CAUSES
     if action == "merge":
