@@ -239,7 +239,8 @@ VALUES = {
     "parent_state": st.sampled_from(lifecycle.STATES), "colour": st.just("red"),
 }
 LIKELY = {"lead": st.sampled_from(PARTIES[:4]), "co_handlers": st.just([]), "reply": st.just("已修复"),
-          "suggested_owner": st.sampled_from([None, "sanitation"]), "satisfaction": st.sampled_from(lifecycle.SATISFACTION),
+          "suggested_owner": st.sampled_from([None, "sanitation"]),
+          "satisfaction": st.sampled_from(lifecycle.SATISFACTION),
           "reason_code": st.sampled_from([*lifecycle.REJECT_REASONS, *lifecycle.DISSATISFACTION_CAUSES]),
           "parent_id": st.just("case-2"), "parent_state": st.sampled_from(lifecycle.OPEN_STATES)}
 ARGUMENTS = st.dictionaries(st.sampled_from(sorted(VALUES)), st.none(), max_size=4).flatmap(
