@@ -14,13 +14,14 @@ from pathlib import Path
 import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from services.cases.working_days import UNITS  # the units the SLA arithmetic knows
+
 DEFAULT_CATALOGUE = Path(__file__).parent / "catalogue.yaml"
 COMMUNITY = "community"  # the community committee handles the type itself
 PARTY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,47}$")  # the partners service's rule for a partner id
 CODE = re.compile(r"^[a-z][a-z0-9_]{1,47}$")
 DATATYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multivaluelist")  # Open311's
 LIST_DATATYPES = ("singlevaluelist", "multivaluelist")
-UNITS = ("hours", "working_days")
 STAGES = ("acknowledge", "first_contact", "resolve", "call_back")
 PRIORITIES = ("urgent", "high", "normal", "low")
 
