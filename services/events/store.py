@@ -2,7 +2,7 @@
 
 ``EventsStore`` is the repository the use cases are handed (``calendar``, ``registrations``, ``ingest``;
 the service holds one, as it holds its outbox), so they run against an in-memory store in a unit test
-(tests/unit/fake_events_store.py). It gives and takes the mongoengine documents of ``documents.py``
+(tests/unit/fakes/events_store.py). It gives and takes the mongoengine documents of ``documents.py``
 as plain values; ``session`` is the caller's transaction (from the outbox's ``transaction``), and a
 read given one sees that transaction's own writes. Every method is one database command unless it
 says otherwise; the commands per registration are a budget (tests/integration/test_events_budget.py).

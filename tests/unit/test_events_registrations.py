@@ -1,14 +1,13 @@
 """The registration rules of the events service, run against an in-memory store (no broker, no database):
 a place while places are left, the waitlist after, one active registration per resident and event, and
 a freed place offered to the first waiting, passed on when the offer expires."""
-import inspect
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from services.events import calendar, domain, registrations
 from services.events.store import EventsStore
-from tests.unit.fake_events_store import FakeEventsStore, FakeUnitOfWork
+from tests.unit.fakes.events_store import FakeEventsStore, FakeUnitOfWork
 
 WINDOW = timedelta(hours=24)  # how long a promoted resident has to confirm
 
@@ -56,12 +55,6 @@ def places_left(uow, event_id: str) -> int:
 def published(uow) -> list[tuple[str, str]]:
     return [(message_type, data["resident_id"]) for message_type, data, _ in uow.published]
 
-
-def test_the_fake_store_has_the_real_ones_interface():
-    def interface(cls):
-        return {name: inspect.signature(member) for name, member in inspect.getmembers(cls, inspect.isfunction)
-                if not name.startswith("_")}
-    assert interface(FakeEventsStore) == interface(EventsStore)
 
 
 def test_a_resident_gets_a_place_while_places_are_left(uow):

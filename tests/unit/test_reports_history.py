@@ -1,7 +1,6 @@
 """Reports' history against an in-memory store (no broker, no database): each message is projected once
 however often it is handled, and a rebuild from the history gives the figures the live path gave, also
 when messages arrive while it runs. (The projections' arithmetic: test_reports_projections.py.)"""
-import inspect
 from datetime import date
 
 import pytest
@@ -58,12 +57,6 @@ def figures_of(store) -> dict:
             "ranking": figures.ranking(store, scorecard.load(), "2026-11", TODAY),
             "unknown": store.unknown_counts()}
 
-
-def test_the_fake_store_has_the_real_ones_interface():
-    def interface(cls):
-        return {name: inspect.signature(member) for name, member in inspect.getmembers(cls, inspect.isfunction)
-                if not name.startswith("_")}
-    assert interface(FakeReportsStore) == interface(ReportsStore)
 
 
 def test_a_message_handled_twice_is_projected_once(uow):
