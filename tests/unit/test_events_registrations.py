@@ -6,7 +6,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from services.events import calendar, domain, registrations
-from services.events.store import EventsStore
 from tests.unit.fakes.events_store import FakeEventsStore, FakeUnitOfWork
 
 WINDOW = timedelta(hours=24)  # how long a promoted resident has to confirm

@@ -9,7 +9,6 @@ from pymongo.errors import DuplicateKeyError
 from contracts import build_envelope, parse_envelope_or_unknown
 from services.common.community_time import community_zone
 from services.reports import figures, history, profile, scorecard
-from services.reports.store import ReportsStore
 from tests.unit.fakes.reports_store import FakeReportsStore, FakeUnitOfWork
 from tests.unit.test_reports_projections import HISTORY, completed, feedback, registered
 
