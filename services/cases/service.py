@@ -28,7 +28,8 @@ class TransitionRefused(ApiError):
     status = 409
 
     def __init__(self, refused: IllegalTransition):
-        super().__init__(refused.message, refused.details, code=refused.code)
+        offered = [action for action in refused.details["allowed_actions"] if action in domain.ACTIONS]
+        super().__init__(refused.message, {**refused.details, "allowed_actions": offered}, code=refused.code)
 
 
 def _type_view(case_type: dict) -> dict:
