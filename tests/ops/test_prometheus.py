@@ -7,7 +7,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import free_port
+from tests.conftest import CONSUME_NOTHING, free_port
 from tests.ops import tools
 from tests.ops.conftest import COMMUNITY, ROOT, until
 
@@ -58,11 +58,6 @@ def query(prometheus: str, expr: str) -> dict[tuple, float]:
     body = requests.get(prometheus + "/api/v1/query", params={"query": expr}, timeout=10).json()
     assert body["status"] == "success", body
     return {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in body["data"]["result"]}
-
-
-# Services with no queue of their own: cases neither consumes messages nor answers RPC yet (issue #17's
-# ingest door will give it one).
-CONSUME_NOTHING = {"cases"}
 
 
 def value(prometheus: str, expr: str) -> float | None:
