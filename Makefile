@@ -58,7 +58,7 @@ bench: $(STAMP) ## raw-broker baseline vs the skeleton's end-to-end rate, and th
 	@set +e; $(BIN)/python -m tests.bench.skeleton $(BENCH_ARGS); status=$$?; deploy/local/rabbitmq.sh release bench; exit $$status
 
 token: $(STAMP) ## print a token for every scope and every community (local use)
-	@$(BIN)/linli token --communities '*' --scopes residents:read,residents:write,residents:pii,events:read,events:write,notifications:read,notifications:write,partners:admin,reports:read,reports:admin
+	@$(BIN)/linli token --communities '*' --scopes residents:read,residents:write,residents:pii,events:read,events:write,notifications:read,notifications:write,partners:admin,reports:read,reports:admin,cases:read,cases:write
 
 contracts: $(STAMP) ## regenerate contracts/schemas/*.json and contracts/asyncapi.yaml from the contracts
 	$(BIN)/python -m platform_tools.contract_docs write

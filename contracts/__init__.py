@@ -14,6 +14,17 @@ from contracts.registry import (
     registry,
 )
 from contracts import residents as _residents  # noqa: F401  (registers types)
+from contracts.cases import (  # noqa: E402
+    CASE_ACCEPTED,
+    CASE_ACKNOWLEDGED,
+    CASE_CALLED_BACK,
+    CASE_CLOSED,
+    CASE_DISPATCHED,
+    CASE_REJECTED,
+    CASE_REOPENED,
+    CASE_RESOLVED,
+    CASE_SUBMITTED,
+)
 from contracts.events import (  # noqa: E402
     ATTENDANCE_RECORDED,
     EVENT_CANCELLED,
@@ -40,6 +51,15 @@ RESIDENT_IMPORT_COMPLETED = _residents.RESIDENT_IMPORT_COMPLETED
 
 __all__ = [
     "ATTENDANCE_RECORDED",
+    "CASE_ACCEPTED",
+    "CASE_ACKNOWLEDGED",
+    "CASE_CALLED_BACK",
+    "CASE_CLOSED",
+    "CASE_DISPATCHED",
+    "CASE_REJECTED",
+    "CASE_REOPENED",
+    "CASE_RESOLVED",
+    "CASE_SUBMITTED",
     "COMMUNITY_ASSESSED",
     "EVENT_CANCELLED",
     "EVENT_CHANGED",

@@ -13,9 +13,10 @@ How deploy uses it, once per vhost, after importing ``definitions.json``::
 
     LINLI_AMQP_PASSWORD_RESIDENTS=... LINLI_AMQP_PASSWORD_EVENTS=... \\
     LINLI_AMQP_PASSWORD_NOTIFICATIONS=... LINLI_AMQP_PASSWORD_REPORTS=... LINLI_AMQP_PASSWORD_PARTNERS=... \\
+    LINLI_AMQP_PASSWORD_CASES=... \\
         python -m platform_tools.broker_users apply --vhost /linli
 
-creates or updates ``linli-residents`` … ``linli-partners`` (``rabbitmqctl``; a
+creates or updates ``linli-residents`` … ``linli-cases`` (``rabbitmqctl``; a
 password goes in on standard input, never on a command line). With
 ``--password-dir DIR`` the passwords are read from ``DIR/<service>`` instead (a
 mounted Kubernetes Secret). Each service then runs with ``LINLI_AMQP_URI`` naming

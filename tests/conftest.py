@@ -166,6 +166,10 @@ def service_config(amqp_uri, mongo_uri, db_prefix):
     }
 
 
+# Services with no queue of their own (no message handler, no RPC): cases, until issue #17's ingest door.
+CONSUME_NOTHING = frozenset({"cases"})
+
+
 def make_token(scopes, communities=("tongzilin",), **kwargs):
     """A bearer token signed with the test secret."""
     from services.common.auth import issue_token

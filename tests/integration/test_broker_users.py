@@ -13,6 +13,7 @@ from pika.exceptions import ChannelClosedByBroker
 from platform_tools import broker_users
 from platform_tools.contract_docs import service_classes
 from tests.conftest import RUN_ID, rabbitmqctl
+from tests.integration.test_route_security import case_body
 from tests.waiting import until
 from tests.integration.test_broker_definitions import imported  # noqa: F401 - the deploy's topology first
 
@@ -111,6 +112,10 @@ def test_every_service_runs_as_its_own_user_end_to_end(service_users, config, co
           and processed.count_documents({}) >= 1, "the registration in reports and notifications", timeout_s=30)
     summary = requests.get(f"{urls['reports']}/communities/tongzilin/summary", headers=headers).json()
     assert summary["residents_total"] == 1
+    # cases consumes nothing: it connects as its user when it publishes, here the fact of a case taken in.
+    case = requests.post(f"{urls['cases']}/cases", json=case_body(),
+                         headers={"Authorization": f"Bearer {token(['cases:write'])}"})
+    assert case.status_code == 201, case.text
     connected = set(rabbitmqctl("list_connections", "vhost", "user").split())
     users = {uri.split("//")[1].split(":")[0] for uri in service_users.values()}
     assert users <= connected, f"not every service connected as its own user: {users - connected}"

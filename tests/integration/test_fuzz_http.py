@@ -33,12 +33,12 @@ from marshmallow import fields
 from platform_tools.contract_docs import service_classes
 from services.common.openapi import endpoints
 from tests.data.sample_form import form_csv
-from tests.integration.test_route_security import ALL_SCOPES, HOME, event_body, ingest_body, resident_body
+from tests.integration.test_route_security import ALL_SCOPES, HOME, case_body, event_body, ingest_body, resident_body
 
 pytestmark = pytest.mark.integration
 SERVICES = service_classes()  # every service the platform discovers; each needs its budget below
 # Generated requests per service: 4,900 here and 5,100 messages in test_fuzz_ingest make the 10,000 of issue #8.
-BUDGET = {"residents": 1600, "events": 1400, "notifications": 500, "partners": 700, "reports": 700}
+BUDGET = {"residents": 1600, "events": 1400, "notifications": 500, "partners": 700, "reports": 700, "cases": 500}
 MIN_PER_ROUTE = 40
 
 
@@ -50,7 +50,7 @@ NO_INPUT = {"/health", "/ready", "/metrics", "/openapi.json", "/history/unknown"
 PATH_PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
 # Parameters that must name something that exists: junk there is a 4xx, whatever else the request says.
 MUST_EXIST = {"resident_id", "event_id", "import_id", "partner_id", "delivery_id", "subscription_id", "notification_id",
-              "action", "fmt", "name", "month"}
+              "action", "fmt", "name", "month", "case_id", "type_code"}
 # What routes read from the query string besides what their query_schema (and OpenAPI document) names.
 QUERY_NAMES = {"/feeds/<partner_id>": ["after", "limit"], "/partners/<partner_id>/deliveries": ["status"]}
 INTEGER_QUERY = {"/feeds/<partner_id>": ["after", "limit"]}  # of those, the integers
@@ -113,6 +113,7 @@ def valid_bodies(ids):
         "Subscribe": {"types": ["event.scheduled"], "communities": [HOME], "method": "pull"},
         "Replay": {"since": "2026-11-01T00:00:00+00:00"},
         "Envelope": json.loads(ingest_body()),
+        "SubmitCase": {**case_body(), "location": {"lat": 30.62, "lon": 104.07}, "resident_id": ids["resident_id"]},
     }
 
 
@@ -238,7 +239,7 @@ def input_routes(service):
 
 @pytest.fixture
 def platform(container_factory, config, free_port, token):
-    """All five services, a resident (welcomed by notifications), an event and a partner to aim at."""
+    """Every service, a resident (welcomed by notifications), an event and a partner to aim at."""
     urls, containers = {}, {}
     for name, cls in SERVICES.items():
         address = f"127.0.0.1:{free_port()}"
@@ -254,10 +255,13 @@ def platform(container_factory, config, free_port, token):
         "id": partner_id, "name": "Fuzz target", "scopes": {"types": ["event.scheduled"], "communities": [HOME]}})
     imported = session.post(urls["residents"] + "/residents/imports", data=form_csv(1, seed=11),
                             params={"filename": "form.csv"})
-    assert [r.status_code for r in (resident, event, partner, imported)] == [201, 201, 201, 202], resident.text
+    case = session.post(urls["cases"] + "/cases", json=case_body())
+    assert [r.status_code for r in (resident, event, partner, imported, case)] == [201, 201, 201, 202, 201], \
+        resident.text + case.text
     ids = {"resident_id": resident.json()["id"], "event_id": event.json()["ids"][0], "partner_id": partner_id,
            "import_id": imported.json()["id"], "community_id": HOME, "household_id": "tongzilin-h-walk",
-           "fmt": "csv", "name": "population", "month": "2026-11", "action": "schedule"}
+           "fmt": "csv", "name": "population", "month": "2026-11", "action": "schedule", "case_id": case.json()["id"],
+           "type_code": "streetlight"}
     inbox = f"{urls['notifications']}/residents/{ids['resident_id']}/inbox"
     deadline = time.monotonic() + 30
     while not session.get(inbox).json().get("items"):

@@ -41,6 +41,13 @@ HISTORY = [
                                                "category": "food", "rating": 10, "has_comment": True})),
     ("events", envelope("feedback.submitted", {"event_id": "e1", "resident_id": "r2", "community_id": "tongzilin",
                                                "category": "food", "rating": 7, "has_comment": False})),
+    # Cases' facts: recorded in the history (a rebuild replays them), nothing of the activity moves yet.
+    ("cases", envelope("case.submitted", {
+        "case_id": "c1", "community_id": "tongzilin", "type_code": "streetlight", "state": "submitted",
+        "owner": "community", "submitted_at": f"{MONTH}-05T10:00:00+08:00", "channel": "api", "language": "zh-CN"})),
+    ("cases", envelope("case.accepted", {
+        "case_id": "c1", "community_id": "tongzilin", "type_code": "streetlight", "state": "accepted",
+        "owner": "community", "accepted_at": f"{MONTH}-05T10:30:00+08:00"})),
     ("notifications", envelope("notification.outcomes", {
         "community_id": "tongzilin", "kind": "event_announced", "channel": "inapp", "outcome": "sent",
         "count": 3, "in_own_language": 3, "occurred_on": f"{MONTH}-05"})),

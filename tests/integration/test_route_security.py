@@ -32,7 +32,7 @@ HOME, OTHER = "tongzilin", "yulin"
 # the route cannot know the community without revealing existence: an unknown resident, event or import id,
 # and notifications' /residents/<resident_id>/... before notifications has heard of the resident (the
 # fixture waits for the welcome, so the walk does not rely on that).
-COMMUNITY_PARAMS = {"community_id", "resident_id", "event_id", "household_id", "import_id", "partner_id"}
+COMMUNITY_PARAMS = {"community_id", "resident_id", "event_id", "household_id", "import_id", "partner_id", "case_id"}
 # Routes that act on every community at once: a token of one community must get a 403.
 CITY_WIDE = {("POST", "/projections/rebuild")}
 
@@ -75,7 +75,7 @@ def path_values(ids):
     return {"community_id": HOME, "resident_id": ids["resident"], "event_id": ids["event"],
             "household_id": ids["household"], "import_id": ids["import"], "notification_id": "0" * 24,
             "partner_id": "security-walk", "subscription_id": ids["subscription"], "delivery_id": "0" * 24, "fmt": "csv", "month": "2026-11",
-            "name": "population", "action": "schedule"}
+            "name": "population", "action": "schedule", "case_id": ids["case"], "type_code": "streetlight"}
 
 
 def resident_body():
@@ -88,6 +88,11 @@ def event_body():
     return {"community_id": HOME, "organiser": "foreign_resident_service_centre", "category": "food",
             "title": {"zh-CN": "安全巡检", "en": "Security walk"}, "venue": "桐梓林社区广场",
             "starts_at": starts.isoformat(), "ends_at": (starts + timedelta(hours=2)).isoformat(), "capacity": 5}
+
+
+def case_body():
+    return {"community_id": HOME, "type_code": "streetlight", "description": "路灯不亮", "language": "zh-CN",
+            "grid_id": "tongzilin-g01", "attributes": {"fault": "not_lit"}}
 
 
 def ingest_body():
@@ -115,6 +120,7 @@ def requests_for(method, url, ids):
         ("POST", "/events/<event_id>/registrations"): {"json": resident},
         ("POST", "/events/<event_id>/check-ins"): {"json": resident},
         ("POST", "/events/<event_id>/feedback"): {"json": {**resident, "rating": 5}},
+        ("POST", "/cases"): {"json": case_body()},
         ("POST", "/ingest"): {"data": ingest_body(), "headers": {"Content-Type": "application/json"}},
     }
     return special.get((method, url), {"json": {}})
@@ -148,7 +154,9 @@ def platform(container_factory, config, free_port, token, mongo_client):
     [event_id] = requests.post(bases["events"] + "/events", json=event_body(), headers=admin).json()["ids"]
     imported = requests.post(bases["residents"] + "/residents/imports", data=form_csv(1, seed=7),
                              params={"filename": "form.csv"}, headers=admin)
-    assert (created.status_code, imported.status_code) == (201, 202), created.text + imported.text
+    case = requests.post(bases["cases"] + "/cases", json=case_body(), headers=admin)
+    assert (created.status_code, imported.status_code, case.status_code) == (201, 202, 201), \
+        created.text + imported.text + case.text
     # A partner of the home community, written straight to the database (no broker user to clean up).
     partners_db = mongo_client[config["MONGO_DB_PREFIX"] + "partners"]
     feed_store.insert_partner(partners_db, {"_id": "security-walk", "name": "walk", "scopes": {
@@ -157,7 +165,7 @@ def platform(container_factory, config, free_port, token, mongo_client):
         "partner_id": "security-walk", "types": ["event.scheduled"], "communities": [HOME], "method": "pull",
         "url": None, "secret": None})
     ids = {"resident": created.json()["id"], "event": event_id, "import": imported.json()["id"],
-           "household": "tongzilin-h-walk", "subscription": subscription["_id"]}
+           "household": "tongzilin-h-walk", "subscription": subscription["_id"], "case": case.json()["id"]}
     # notifications learns the resident's community from resident.registered; until then it cannot tell.
     inbox = f"{bases['notifications']}/residents/{ids['resident']}/inbox"
     deadline = time.monotonic() + 30

@@ -2,17 +2,19 @@
 from the real store would let a unit test pass on a call the service cannot make."""
 import pytest
 
+from services.cases.store import CasesStore
 from services.events.store import EventsStore
 from services.notifications.store import FanOuts
 from services.reports.store import ReportsStore
 from services.residents.store import ResidentsStore
 from tests.unit.fakes import interface
+from tests.unit.fakes.cases_store import FakeCasesStore
 from tests.unit.fakes.events_store import FakeEventsStore
 from tests.unit.fakes.fan_outs import FakeFanOuts
 from tests.unit.fakes.reports_store import FakeReportsStore
 from tests.unit.fakes.residents_store import FakeResidentsStore
 
-WHOLE = [(FakeEventsStore, EventsStore), (FakeReportsStore, ReportsStore)]
+WHOLE = [(FakeEventsStore, EventsStore), (FakeReportsStore, ReportsStore), (FakeCasesStore, CasesStore)]
 # Fakes of part of a store (the rest is tested on the database): each of the real store's methods they have
 # takes the same parameters (their other methods are the test's own: seeding, what was told).
 PART = [(FakeResidentsStore, ResidentsStore), (FakeFanOuts, FanOuts)]

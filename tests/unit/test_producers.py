@@ -26,14 +26,15 @@ def _platform_with_a_new_service() -> Registry:
 
 
 def test_every_registered_type_names_its_producer():
-    assert {t.producer for t in registry} == {"residents", "events", "notifications", "reports", OUTSIDE,
+    assert {t.producer for t in registry} == {"residents", "events", "notifications", "reports", "cases", OUTSIDE,
                                               INGEST_DOOR}
     assert RESIDENT_REGISTERED.producer == "residents" and RESIDENT_REGISTERED.on_the_bus
     assert RESIDENT_FORM_SUBMITTED.producer == OUTSIDE and not RESIDENT_FORM_SUBMITTED.on_the_bus
 
 
 def test_a_new_producer_is_a_source_of_everything_without_editing_a_list():
-    assert reports.SOURCES == registry.producers(besides="reports") == ("events", "notifications", "residents")
+    assert reports.SOURCES == registry.producers(besides="reports") == ("cases", "events", "notifications",
+                                                                         "residents")
     assert _platform_with_a_new_service().producers(besides="reports") == (
         "cases", "events", "notifications", "residents")
 

@@ -153,4 +153,5 @@ def test_every_secret_in_a_config_comes_from_the_environment_without_a_default(c
 
 
 def test_every_service_has_a_config():
-    assert {p.parent.name for p in SERVICE_CONFIGS} == {"residents", "events", "notifications", "reports", "partners"}
+    assert {p.parent.name for p in SERVICE_CONFIGS} == {"residents", "events", "notifications", "reports", "partners",
+                                                            "cases"}
