@@ -69,3 +69,16 @@ def test_the_walk_sees_imports_inside_functions():
     assert "services.common.outbox" in edges["services.residents.service"] or any(
         m.startswith("services.common") for m in edges["services.residents.service"])
     assert "services.partners.broker_admin" in edges["platform_tools.broker_users"]  # inside a function
+
+
+def test_notifications_keeps_no_partner_code():
+    """Partner departments are the partners service's (issue #16): notifications has no module, route or
+    setting of theirs."""
+    from services.common.openapi import endpoints
+    from services.notifications.service import NotificationsService
+
+    folder = ROOT / "services" / "notifications"
+    modules = sorted(p.stem for p in folder.glob("*.py"))
+    assert [m for m in modules if m.startswith(("feed", "partner", "webhook", "broker_admin"))] == []
+    assert [e.url for _, e in endpoints(NotificationsService) if e.url.startswith(("/partners", "/feeds"))] == []
+    assert "FEED_" not in (folder / "config.yaml").read_text(encoding="utf-8")

@@ -15,6 +15,7 @@ from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from services.events.documents import Event, Feedback, Registration
+from tests.unit import fakes
 
 
 def _key(event_id) -> ObjectId:
@@ -214,29 +215,7 @@ class FakeEventsStore:
         return [record["rating"] for record in self.feedback.values() if record["event_id"] == event_id]
 
 
-class FakeUnitOfWork:
-    """The outbox's ``transaction(work)`` over a ``FakeEventsStore``: ``work(session, publish)``; what it
-    published is kept in ``published`` (type name, data, keyword arguments) once it returns; if it
-    raises, the store's records are given back as they were and nothing is published."""
+class FakeUnitOfWork(fakes.FakeUnitOfWork):
+    """The outbox's unit of work over a ``FakeEventsStore`` (``tests.unit.fakes.FakeUnitOfWork``)."""
 
-    def __init__(self, store: FakeEventsStore):
-        self.store = store
-        self.published: list[tuple[str, dict, dict]] = []
-
-    def transaction(self, work, turn=None):
-        tables = ("events", "registrations", "feedback")
-        before = {name: copy.deepcopy(getattr(self.store, name)) for name in tables}
-        staged = []
-        try:
-            result = work(object(), lambda message_type, data, **kwargs: staged.append(
-                (message_type.name, data, kwargs)))
-        except BaseException:
-            for name in tables:
-                setattr(self.store, name, before[name])
-            raise
-        self.published.extend(staged)
-        return result
-
-    def run(self, use_case, *args, **kwargs):
-        """``use_case(store, session, publish, *args, **kwargs)`` in a transaction, as the service runs it."""
-        return self.transaction(lambda session, publish: use_case(self.store, session, publish, *args, **kwargs))
+    tables = ("events", "registrations", "feedback")

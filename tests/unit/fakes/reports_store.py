@@ -13,6 +13,8 @@ import copy
 
 from pymongo.errors import DuplicateKeyError
 
+from tests.unit import fakes
+
 TABLES = ("history", "state", "unknown", "residents", "profiles", "activity", "assessed")
 
 
@@ -142,24 +144,8 @@ class FakeReportsStore:
         self.assessed.add(month)
 
 
-class FakeUnitOfWork:
+class FakeUnitOfWork(fakes.FakeUnitOfWork):
     """The outbox's ``transaction(work)`` (and ``exactly_once``'s transaction around a handler) over a
-    ``FakeReportsStore``: ``work(session, publish)``; what it published is kept in ``published`` once it
-    returns; if it raises, the store is given back as it was and nothing is published."""
+    ``FakeReportsStore`` (``tests.unit.fakes.FakeUnitOfWork``)."""
 
-    def __init__(self, store: FakeReportsStore):
-        self.store = store
-        self.published: list[tuple[str, dict, dict]] = []
-
-    def transaction(self, work, turn=None):
-        before = {name: copy.deepcopy(getattr(self.store, name)) for name in TABLES}
-        staged = []
-        try:
-            result = work(object(), lambda message_type, data, **kwargs: staged.append(
-                (message_type.name, data, kwargs)))
-        except BaseException:
-            for name, value in before.items():
-                setattr(self.store, name, value)
-            raise
-        self.published.extend(staged)
-        return result
+    tables = TABLES
